@@ -1,0 +1,277 @@
+"""Claims: one settlement's facts (settlement-rules.md §2), validated, and a batch of them as columns.
+
+A claim from a billing desk and a province-year of claims from the simulator become the same thing, a
+`ClaimBatch` of numpy columns (one claim is a batch of one), so that both go through one engine.
+Validation returns every problem of a claim at once, each naming its field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from settlement.codes import (
+    CATEGORY_CODE,
+    LEVEL_CODE,
+    SCHEME_CODE,
+    VISIT_CODE,
+    Category,
+    HospitalLevel,
+    Scheme,
+    VisitType,
+)
+from settlement.diseases import normalise_icd10
+from settlement.errors import ClaimError, FieldError, field_errors
+from settlement.money import MAX_AMOUNT_FEN, MoneyError, fen_from_decimal, parse_yuan
+
+Int64Array = npt.NDArray[np.int64]
+
+
+Yuan = Annotated[Decimal, BeforeValidator(parse_yuan)]
+"""An amount in yuan to the fen: text like "1234.56" on the way in, a two-place Decimal once validated."""
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._:/-]*$")]
+
+
+class Grant(BaseModel):
+    """Outside money already granted for this stay, e.g. a Red Cross fund (payer, amount)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    payer: Annotated[str, Field(min_length=1, max_length=100)]
+    amount: Yuan
+
+
+class Claim(BaseModel):
+    """One settlement: one inpatient stay or one outpatient visit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    claim_id: Identifier
+    person_id: Identifier
+    household_id: Identifier
+    insurance_scheme: Scheme
+    category: Category
+    hospital_id: Identifier
+    hospital_level: HospitalLevel
+    visit_type: VisitType
+    admitted_on: dt.date
+    discharged_on: dt.date
+    settled_at: dt.datetime | None = None
+    diagnoses: Annotated[list[str], Field(min_length=1, max_length=50)]
+    total: Yuan
+    fully_self_paid: Yuan = Decimal("0.00")
+    over_limit_self_paid: Yuan = Decimal("0.00")
+    pre_self_paid: Yuan = Decimal("0.00")
+    third_party_liability: bool = False
+    assistance_approval: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    grants: Annotated[list[Grant], Field(max_length=20)] = []
+
+    @field_validator("diagnoses")
+    @classmethod
+    def _icd10(cls, codes: list[str]) -> list[str]:
+        return [normalise_icd10(code) for code in codes]
+
+    @field_validator("settled_at")
+    @classmethod
+    def _naive_time(cls, value: dt.datetime | None) -> dt.datetime | None:
+        # Settlement times are local (Beijing) wall-clock times, as the national platform writes them.
+        return value.replace(tzinfo=None) if value is not None else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Claim:
+        problems = []
+        if self.discharged_on < self.admitted_on:
+            problems.append(f"discharged_on {self.discharged_on} is before admitted_on {self.admitted_on}")
+        if self.in_scope < 0:
+            problems.append(
+                "fully_self_paid + over_limit_self_paid + pre_self_paid "
+                f"({self.fully_self_paid + self.over_limit_self_paid + self.pre_self_paid}) "
+                f"exceeds total ({self.total}): the in-scope amount would be negative"
+            )
+        if fen_from_decimal(sum((g.amount for g in self.grants), Decimal(0))) > MAX_AMOUNT_FEN:
+            problems.append("grants add up to more than the largest accepted amount")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def in_scope(self) -> Decimal:
+        """符合政策范围金额 inscp_scp_amt = total − fully_self_paid − over_limit_self_paid − pre_self_paid."""
+        return self.total - self.fully_self_paid - self.over_limit_self_paid - self.pre_self_paid
+
+    @property
+    def settlement_time(self) -> dt.datetime:
+        return self.settled_at or dt.datetime.combine(self.discharged_on, dt.time())
+
+    def as_json(self) -> dict[str, Any]:
+        """The claim as it is written in claim files (amounts as yuan text)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def parse_claim(data: object, where: str = "") -> Claim:
+    """Validate one claim from decoded JSON; raise ClaimError listing every problem."""
+    try:
+        return Claim.model_validate(data)
+    except ValidationError as err:
+        raise ClaimError(field_errors(err, where)) from None
+    except MoneyError as err:  # pragma: no cover - pydantic wraps validator errors
+        raise ClaimError([FieldError(where or "claim", str(err))]) from None
+
+
+def parse_claims(items: Iterable[object]) -> tuple[list[Claim], list[FieldError]]:
+    """Validate many claims; a claim with any problem is left out and all problems are returned."""
+    claims: list[Claim] = []
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        try:
+            claim = parse_claim(item, f"claims[{i}]")
+        except ClaimError as err:
+            errors.extend(err.errors)
+            continue
+        if claim.claim_id in seen:
+            errors.append(FieldError(f"claims[{i}].claim_id", f"{claim.claim_id!r} appears twice"))
+            continue
+        seen.add(claim.claim_id)
+        claims.append(claim)
+    return claims, errors
+
+
+def decode_json(text: str) -> Any:
+    """Decode JSON keeping number literals as their text, so that 12.5 stays exact and 1e3 is caught by
+    the amount rules instead of silently becoming the binary float 1000.0."""
+    return json.loads(text, parse_float=str)
+
+
+def _factorise(values: Sequence[str]) -> tuple[Int64Array, npt.NDArray[np.object_]]:
+    if len(values) < 64:
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64, len(values))
+        return codes, np.array(list(index), dtype=object)
+    codes_, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return codes_.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ClaimBatch:
+    """Claims as columns. Ids are factorised once; diagnoses are indices into the distinct codes."""
+
+    claim_id: npt.NDArray[np.object_]
+    person: Int64Array
+    person_ids: npt.NDArray[np.object_]
+    household: Int64Array
+    household_ids: npt.NDArray[np.object_]
+    scheme: Int64Array
+    category: Int64Array
+    level: Int64Array
+    visit: Int64Array
+    discharged_on: npt.NDArray[np.datetime64]  # day precision
+    settled_at: npt.NDArray[np.datetime64]  # microsecond precision
+    total: Int64Array
+    fully_self_paid: Int64Array
+    over_limit_self_paid: Int64Array
+    pre_self_paid: Int64Array
+    third_party: npt.NDArray[np.bool_]
+    approval: npt.NDArray[np.bool_]
+    grant_total: Int64Array
+    dx_codes: tuple[str, ...]  # distinct diagnosis codes
+    dx_principal: Int64Array  # index into dx_codes
+    dx_claim: Int64Array  # every diagnosis as (claim, code) pairs, for "any diagnosis" lists
+    dx_code: Int64Array
+    claims: tuple[Claim, ...] | None = None  # the validated records, when the batch was built from them
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+    @property
+    def in_scope(self) -> Int64Array:
+        result: Int64Array = self.total - self.fully_self_paid - self.over_limit_self_paid - self.pre_self_paid
+        return result
+
+    @classmethod
+    def from_claims(cls, claims: Sequence[Claim]) -> ClaimBatch:
+        n = len(claims)
+        person, person_ids = _factorise([c.person_id for c in claims])
+        household, household_ids = _factorise([c.household_id for c in claims])
+        code_index: dict[str, int] = {}
+        dx_claim: list[int] = []
+        dx_code: list[int] = []
+        principal = np.empty(n, np.int64)
+        for i, claim in enumerate(claims):
+            for j, code in enumerate(claim.diagnoses):
+                k = code_index.setdefault(code, len(code_index))
+                if j == 0:
+                    principal[i] = k
+                dx_claim.append(i)
+                dx_code.append(k)
+
+        def ints(values: Iterable[int]) -> Int64Array:
+            return np.fromiter(values, np.int64, n)
+
+        def fen(values: Iterable[Decimal]) -> Int64Array:
+            return np.fromiter((fen_from_decimal(v) for v in values), np.int64, n)
+
+        return cls(
+            claim_id=np.array([c.claim_id for c in claims], dtype=object),
+            person=person,
+            person_ids=person_ids,
+            household=household,
+            household_ids=household_ids,
+            scheme=ints(SCHEME_CODE[c.insurance_scheme] for c in claims),
+            category=ints(CATEGORY_CODE[c.category] for c in claims),
+            level=ints(LEVEL_CODE[c.hospital_level] for c in claims),
+            visit=ints(VISIT_CODE[c.visit_type] for c in claims),
+            discharged_on=np.array([c.discharged_on for c in claims], dtype="datetime64[D]"),
+            settled_at=np.array([c.settlement_time for c in claims], dtype="datetime64[us]"),
+            total=fen(c.total for c in claims),
+            fully_self_paid=fen(c.fully_self_paid for c in claims),
+            over_limit_self_paid=fen(c.over_limit_self_paid for c in claims),
+            pre_self_paid=fen(c.pre_self_paid for c in claims),
+            third_party=np.fromiter((c.third_party_liability for c in claims), np.bool_, n),
+            approval=np.fromiter((c.assistance_approval is not None for c in claims), np.bool_, n),
+            grant_total=fen(sum((g.amount for g in c.grants), Decimal(0)) for c in claims),
+            dx_codes=tuple(code_index),
+            dx_principal=principal,
+            dx_claim=np.array(dx_claim, np.int64),
+            dx_code=np.array(dx_code, np.int64),
+            claims=tuple(claims),
+        )
+
+    def take(self, order: Int64Array) -> ClaimBatch:
+        """The same claims in another order (the engine sorts once into settlement order)."""
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        pick = {
+            name: getattr(self, name)[order]
+            for name in (
+                "claim_id", "person", "household", "scheme", "category", "level", "visit",
+                "discharged_on", "settled_at", "total", "fully_self_paid", "over_limit_self_paid",
+                "pre_self_paid", "third_party", "approval", "grant_total", "dx_principal",
+            )
+        }  # fmt: skip
+        return ClaimBatch(
+            person_ids=self.person_ids,
+            household_ids=self.household_ids,
+            dx_codes=self.dx_codes,
+            dx_claim=inverse[self.dx_claim],
+            dx_code=self.dx_code,
+            claims=tuple(self.claims[i] for i in order) if self.claims is not None else None,
+            **pick,
+        )

@@ -1,0 +1,257 @@
+"""What a settlement returns: the per-tier trace with clause references, and the national platform's view.
+
+`explain(result, i)` turns claim i of a batch result into a plain record (amounts as yuan text with two
+places) that the CLI prints, the service stores and the slip shows. The national view uses the platform's
+field names (`setlinfo`, `setldetail`) so that a HIS integrator or a finance clerk recognises every one.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Final
+
+import numpy as np
+
+from settlement.codes import (
+    CATEGORIES,
+    EXCLUSIONS,
+    HOSPITAL_LEVELS,
+    NHSA_FUND_FIELDS,
+    REASONS,
+    SCHEMES,
+    VISIT_TYPES,
+)
+from settlement.money import NO_CAP, fen_from_decimal, format_yuan, ratio_decimal
+from settlement.plan import BucketPlan, ClauseRef, TierPlan
+from settlement.tiers import TierColumns
+from settlement.waterfall import BatchResult
+
+# The national platform's common codes (provinces may vary; the integration layer maps them).
+INSUTYPE: Final = {"employee": "310", "resident": "390", "none": None}
+MED_TYPE: Final = {"inpatient": "21", "chronic_outpatient": "14", "outpatient": "11"}
+SETL_PROC_INFO_LIMIT: Final = 4000
+
+
+def _money(fen: int | np.integer[Any]) -> str:
+    return format_yuan(int(fen))
+
+
+def _cap(fen: int | np.integer[Any]) -> str | None:
+    return None if int(fen) >= NO_CAP else format_yuan(int(fen))
+
+
+def _ratio(value: int | np.integer[Any]) -> str:
+    return str(ratio_decimal(int(value)))
+
+
+def _bands(bucket: BucketPlan, category: int, level: int) -> list[dict[str, str | None]]:
+    return [
+        {"from": _money(low), "to": _cap(high), "ratio": _ratio(ratio)}
+        for low, high, ratio in zip(
+            bucket.band_low.tolist(),
+            bucket.band_high.tolist(),
+            bucket.ratio[category, level].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: int, year: int) -> dict[str, Any]:
+    batch = result.batch
+    reason = REASONS[int(columns.reason[i])]
+    record: dict[str, Any] = {
+        "tier": tier.id,
+        "name": tier.name,
+        "stage": tier.stage,
+        "fund_pay_type": tier.fund_pay_type,
+        "fund_name": tier.fund_name,
+        "policy": f"{tier.policy_id}@{tier.policy_version}",
+        "region": tier.region,
+        "rounding": tier.rounding,
+        "eligible": reason not in EXCLUSIONS,
+        "reason": reason,
+        "paid": _money(columns.paid[i]),
+    }
+    if columns.base is None:
+        return record
+    assert columns.bucket is not None and columns.deductible is not None and columns.ratio is not None
+    assert columns.claim_cap is not None and columns.cap_left is not None
+    record.update(
+        scope=tier.scope,
+        basis=tier.basis,
+        base=_money(columns.base[i]),
+        deductible=_money(columns.deductible[i]),
+        ratio=_ratio(columns.ratio[i]),
+        cap_per_claim=_cap(columns.claim_cap[i]),
+        annual_cap_left=_cap(columns.cap_left[i]),
+    )
+    references = list(tier.references)
+    bucket_index = int(columns.bucket[i])
+    if tier.buckets and bucket_index >= 0:
+        bucket = tier.buckets[bucket_index]
+        category, level = int(batch.category[i]), int(batch.level[i])
+        references = list(bucket.references)
+        record["bucket"] = bucket.id
+        record["bucket_name"] = bucket.name
+        if bucket.disease_list is not None:
+            record["disease_list"] = bucket.disease_list.id
+        if tier.basis == "annual":
+            record["bands"] = _bands(bucket, category, level)
+            record["annual_deductible"] = _money(bucket.annual_deductible[category, level])
+        if bucket.accumulator is not None and record["eligible"] and reason != "below_threshold":
+            assert columns.acc_base_before is not None and columns.acc_base_after is not None
+            assert columns.acc_paid_before is not None and columns.acc_paid_after is not None
+            spec = bucket.accumulator
+            entity = batch.person_ids if spec.per == "person" else batch.household_ids
+            code = batch.person if spec.per == "person" else batch.household
+            record["accumulator"] = {
+                "key": spec.key,
+                "per": spec.per,
+                "entity": str(entity[code[i]]),
+                "year": year,
+                "base_before": _money(columns.acc_base_before[i]),
+                "base_after": _money(columns.acc_base_after[i]),
+                "paid_before": _money(columns.acc_paid_before[i]),
+                "paid_after": _money(columns.acc_paid_after[i]),
+            }
+    record["references"] = [_reference(ref) for ref in references]
+    return record
+
+
+def _reference(ref: ClauseRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"parameter": ref.parameter, "document": ref.document}
+    for name in ("article", "url", "note"):
+        value = getattr(ref, name)
+        if value:
+            out[name] = value
+    if ref.illustrative:
+        out["illustrative"] = True
+    return out
+
+
+def _proc_info(record: dict[str, Any]) -> str:
+    """结算过程信息: the tier's trace in one line, for the platform's setl_proc_info field."""
+    parts = [f"{record['name']}: {record['reason']}"]
+    for label in ("base", "deductible", "ratio", "cap_per_claim", "annual_cap_left", "paid"):
+        if record.get(label) is not None:
+            parts.append(f"{label} {record[label]}")
+    cites = "; ".join(
+        f"{r['parameter']}: {r['document']}" + (f" {r['article']}" if "article" in r else "")
+        for r in record.get("references", [])
+    )
+    text = ", ".join(parts) + (f" [{cites}]" if cites else "")
+    return text[:SETL_PROC_INFO_LIMIT]
+
+
+def explain(result: BatchResult, i: int) -> dict[str, Any]:
+    """Claim i of a batch result as a settlement record (amounts as yuan text)."""
+    batch = result.batch
+    plan = result.plan
+    year = int(result.year[i])
+    tiers = [
+        _tier_record(tier, columns, result, i, year) for tier, columns in zip(plan.tiers, result.tiers, strict=True)
+    ]
+    total = int(batch.total[i])
+    in_scope = int(batch.in_scope[i])
+    fund_paid = sum(int(c.paid[i]) for c in result.tiers)
+    by_field = dict.fromkeys(NHSA_FUND_FIELDS, 0)
+    deductible_paid = 0
+    pool_ratio = 0
+    first_basic = True
+    for tier, columns in zip(plan.tiers, result.tiers, strict=True):
+        by_field[tier.nhsa_field] += int(columns.paid[i])
+        if tier.stage == "basic_insurance" and columns.deductible is not None and columns.ratio is not None:
+            deductible_paid += int(columns.deductible[i])
+            if first_basic:
+                pool_ratio = int(columns.ratio[i]) if int(columns.paid[i]) > 0 else 0
+                first_basic = False
+    burden = total - fund_paid
+    scheme = SCHEMES[int(batch.scheme[i])]
+    setlinfo = {
+        "psn_no": str(batch.person_ids[batch.person[i]]),
+        "insutype": INSUTYPE[scheme],
+        "med_type": MED_TYPE[VISIT_TYPES[int(batch.visit[i])]],
+        "medins_setl_id": str(batch.claim_id[i]),
+        "setl_time": str(batch.settled_at[i].astype("datetime64[s]")).replace("T", " "),
+        "medfee_sumamt": _money(total),
+        "fulamt_ownpay_amt": _money(batch.fully_self_paid[i]),
+        "overlmt_selfpay": _money(batch.over_limit_self_paid[i]),
+        "preselfpay_amt": _money(batch.pre_self_paid[i]),
+        "inscp_scp_amt": _money(in_scope),
+        "act_pay_dedc": _money(deductible_paid),
+        **{name: _money(by_field[name]) for name in NHSA_FUND_FIELDS},
+        "pool_prop_selfpay": _ratio(pool_ratio),
+        "fund_pay_sumamt": _money(fund_paid),
+        "psn_part_amt": _money(burden),
+        "hosp_part_amt": "0.00",
+        "acct_pay": "0.00",
+        "psn_cash_pay": _money(burden),
+    }
+    setldetail = []
+    for tier, columns, record in zip(plan.tiers, result.tiers, tiers, strict=True):
+        if int(columns.paid[i]) == 0:
+            continue
+        limit = int(columns.paid[i])
+        if columns.base is not None and columns.claim_cap is not None and columns.cap_left is not None:
+            limit = min(int(columns.base[i]), int(columns.claim_cap[i]), int(columns.cap_left[i]))
+        setldetail.append(
+            {
+                "fund_pay_type": tier.fund_pay_type,
+                "fund_pay_type_name": tier.fund_name,
+                "inscp_scp_amt": _money(columns.base[i]) if columns.base is not None else _money(in_scope),
+                "crt_payb_lmt_amt": _money(limit),
+                "fund_payamt": _money(columns.paid[i]),
+                "setl_proc_info": _proc_info(record),
+            }
+        )
+    grants = []
+    claims = batch.claims
+    if claims is not None:
+        left = next((int(c.paid[i]) for t, c in zip(plan.tiers, result.tiers, strict=True) if t.stage == "grants"), 0)
+        for grant in claims[i].grants:
+            share = min(left, fen_from_decimal(grant.amount))
+            left -= share
+            grants.append({"payer": grant.payer, "granted": f"{grant.amount}", "paid": _money(share)})
+    return {
+        "claim_id": str(batch.claim_id[i]),
+        "person_id": str(batch.person_ids[batch.person[i]]),
+        "household_id": str(batch.household_ids[batch.household[i]]),
+        "category": CATEGORIES[int(batch.category[i])],
+        "insurance_scheme": scheme,
+        "visit_type": VISIT_TYPES[int(batch.visit[i])],
+        "hospital_level": HOSPITAL_LEVELS[int(batch.level[i])],
+        "policy": {"id": plan.policy_id, "version": plan.version, "region": plan.region, "title": plan.title},
+        "policy_year": year,
+        "inpatient_admissions_before": int(result.admissions_before[i]),
+        "amounts": {
+            "total": _money(total),
+            "fully_self_paid": _money(batch.fully_self_paid[i]),
+            "over_limit_self_paid": _money(batch.over_limit_self_paid[i]),
+            "pre_self_paid": _money(batch.pre_self_paid[i]),
+            "in_scope": _money(in_scope),
+        },
+        "tiers": tiers,
+        "grants": grants,
+        "fund_paid": _money(fund_paid),
+        "patient_burden": _money(burden),
+        "nhsa": {"setlinfo": setlinfo, "setldetail": setldetail},
+    }
+
+
+def identity_problems(setlinfo: dict[str, Any]) -> list[str]:
+    """The national interface's identities on a setlinfo record; an empty list when all hold."""
+
+    def d(name: str) -> Decimal:
+        return Decimal(setlinfo[name])
+
+    problems = []
+    if d("medfee_sumamt") != d("fund_pay_sumamt") + d("psn_part_amt") + d("hosp_part_amt"):
+        problems.append("medfee_sumamt != fund_pay_sumamt + psn_part_amt + hosp_part_amt")
+    if d("fund_pay_sumamt") != sum((d(name) for name in NHSA_FUND_FIELDS), Decimal(0)):
+        problems.append("fund_pay_sumamt != hifp + cvlserv + hifes + hifmi + hifob + maf + oth")
+    if d("psn_part_amt") != d("acct_pay") + d("psn_cash_pay"):
+        problems.append("psn_part_amt != acct_pay + psn_cash_pay")
+    scope = d("medfee_sumamt") - d("fulamt_ownpay_amt") - d("overlmt_selfpay") - d("preselfpay_amt")
+    if d("inscp_scp_amt") != scope:
+        problems.append("inscp_scp_amt != medfee_sumamt − fulamt_ownpay_amt − overlmt_selfpay − preselfpay_amt")
+    return problems

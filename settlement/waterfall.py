@@ -1,0 +1,155 @@
+"""The waterfall: runs a plan's tiers in payment order over a batch of claims. Nothing else decides order.
+
+One entry point, `settle`, serves the billing desk (a batch of one, with the person's year-to-date figures
+as the starting snapshot) and the simulator (a province-year from zero). Claims are put in settlement order
+once (settlement time, then claim id); each tier sees what the tiers before it left unpaid on each claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from settlement.accumulators import AccumulatorTable, Grouping, Snapshot
+from settlement.claims import ClaimBatch
+from settlement.codes import VISIT_CODE
+from settlement.errors import ClaimError, FieldError
+from settlement.plan import ADMISSIONS_KEY, Int64Array, Per, Plan
+from settlement.tiers import TIER_KINDS, BatchContext, TierColumns
+
+_INPATIENT: Final = VISIT_CODE["inpatient"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchResult:
+    """Everything a batch settlement produced, indexed like the batch the caller passed in."""
+
+    plan: Plan
+    batch: ClaimBatch
+    tiers: tuple[TierColumns, ...]
+    year: Int64Array  # policy year of each claim
+    admissions_before: Int64Array  # inpatient admissions of the person earlier in the policy year
+    accumulators: AccumulatorTable  # values after the batch, for every accumulator it touched
+
+    @property
+    def fund_paid(self) -> Int64Array:
+        """基金支付总额 fund_pay_sumamt per claim: every tier, temporary aid and grants included."""
+        total = np.zeros(len(self.batch), np.int64)
+        for columns in self.tiers:
+            total += columns.paid
+        return total
+
+    @property
+    def patient_burden(self) -> Int64Array:
+        """个人负担总金额 psn_part_amt per claim: what is left for the patient."""
+        result: Int64Array = self.batch.total - self.fund_paid
+        return result
+
+
+def policy_years(days: npt.NDArray[np.datetime64], start: tuple[int, int]) -> Int64Array:
+    """Policy year of each date: the calendar year in which its policy year began."""
+    month, day = start
+    calendar = days.astype("datetime64[Y]")
+    year_start = (calendar.astype("datetime64[M]") + (month - 1)).astype("datetime64[D]") + (day - 1)
+    years = calendar.astype(np.int64) + 1970
+    result: Int64Array = np.where(days >= year_start, years, years - 1)
+    return result
+
+
+def settlement_order(batch: ClaimBatch) -> Int64Array:
+    """Indices of the claims in settlement order: by settlement time, ties broken by claim id."""
+    n = len(batch)
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    time = batch.settled_at.astype(np.int64)
+    order = np.argsort(time, kind="stable").astype(np.int64)
+    sorted_time = time[order]
+    tie = sorted_time[1:] == sorted_time[:-1]
+    if not tie.any():
+        return order
+    involved = np.zeros(n, np.bool_)
+    involved[1:] |= tie
+    involved[:-1] |= tie
+    rank = np.zeros(n, np.int64)
+    positions = order[involved]
+    _, rank[positions] = np.unique(batch.claim_id[positions].astype(str), return_inverse=True)
+    return np.lexsort((rank, time)).astype(np.int64)
+
+
+def _check_in_force(plan: Plan, batch: ClaimBatch) -> None:
+    first = np.datetime64(plan.valid_from, "D")
+    outside = batch.discharged_on < first
+    if plan.valid_until is not None:
+        outside |= batch.discharged_on > np.datetime64(plan.valid_until, "D")
+    if outside.any():
+        until = plan.valid_until or "further notice"
+        raise ClaimError(
+            [
+                FieldError(
+                    f"claims[{i}].discharged_on",
+                    f"{batch.discharged_on[i]} is outside {plan.policy_id}@{plan.version} "
+                    f"(in force {plan.valid_from} to {until}); the discharge date picks the policy",
+                )
+                for i in np.flatnonzero(outside)[:20]
+            ]
+        )
+
+
+def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: bool = True) -> BatchResult:
+    """Settle every claim of `batch` under `plan`, starting from the year-to-date figures `start`.
+
+    With `trace=False` only payments and reason codes are kept (the simulator's province-years).
+    """
+    _check_in_force(plan, batch)
+    snapshot: Snapshot = start or {}
+    order = settlement_order(batch)
+    in_order = batch if np.array_equal(order, np.arange(len(batch))) else batch.take(order)
+    year = policy_years(in_order.discharged_on, plan.policy_year_start)
+
+    pers: set[Per] = {spec.per for spec in plan.accumulators.values()}
+    groupings: dict[Per, Grouping] = {"person": Grouping.build(in_order.person, in_order.person_ids, year)}
+    if "household" in pers:
+        groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year)
+
+    # First or later inpatient admission of the person in the policy year (per-claim deductibles).
+    by_person = groupings["person"]
+    inpatient = (in_order.visit == _INPATIENT).astype(np.int64)
+    _, _, start_admissions = by_person.starting(ADMISSIONS_KEY, snapshot)
+    admissions_before = start_admissions[by_person.group] + by_person.exclusive_cumsum(inpatient)
+    later = (inpatient == 1) & (admissions_before >= 1)
+
+    ctx = BatchContext(in_order, year, later, groupings, snapshot, trace)
+    paid_so_far = np.zeros(len(batch), np.int64)
+    columns: list[TierColumns] = []
+    for tier in plan.tiers:
+        result = TIER_KINDS[tier.basis](tier, ctx, paid_so_far)
+        paid_so_far = paid_so_far + result.paid
+        columns.append(result)
+
+    count = by_person.totals(inpatient)
+    moved = count > 0
+    admissions = AccumulatorTable(
+        key=np.full(int(moved.sum()), ADMISSIONS_KEY, dtype=object),
+        entity=by_person.entity[moved],
+        year=by_person.year[moved],
+        base=np.zeros(int(moved.sum()), np.int64),
+        paid=np.zeros(int(moved.sum()), np.int64),
+        claims=(start_admissions + count)[moved],
+    )
+    accumulators = AccumulatorTable.concat([admissions] + [t for c in columns for t in c.accumulators])
+
+    if in_order is batch:
+        return BatchResult(plan, batch, tuple(columns), year, admissions_before, accumulators)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return BatchResult(
+        plan,
+        batch,
+        tuple(c.reorder(inverse) for c in columns),
+        year[inverse],
+        admissions_before[inverse],
+        accumulators,
+    )
