@@ -63,9 +63,11 @@ def format_slip(record: dict[str, Any]) -> str:
     ]
     for tier in record["tiers"]:
         zh, en = REASON_TEXT.get(tier["reason"], (tier["reason"], tier["reason"]))
+        if tier["stage"] == "grants" and tier["reason"] == "capped":
+            zh, en = "以剩余费用为限", "limited to what was left"
         lines.append(_line(f"  {tier['fund_name']} ({tier['fund_pay_type']})", tier["paid"]))
         detail = f"    {zh} / {en}"
-        if tier.get("base") is not None and tier["reason"] in ("paid", "capped"):
+        if tier.get("base") is not None and tier["reason"] in ("paid", "capped") and tier["stage"] != "grants":
             detail += f"; 基数 base {tier['base']}, 起付 deductible {tier['deductible']}, 比例 ratio {tier['ratio']}"
             if tier.get("annual_cap_left") is not None:
                 detail += f", 年度剩余限额 cap left {tier['annual_cap_left']}"
