@@ -140,6 +140,7 @@ def policy_validate(
 def policy_diff(
     a: Annotated[str, typer.Argument(help="id@version")],
     b: Annotated[str, typer.Argument(help="id@version")],
+    everything: Annotated[bool, typer.Option("--all", help="Also titles, notes and references.")] = False,
     library_dir: LibraryOption = LIBRARY_DIR,
 ) -> None:
     """Parameter-by-parameter differences between two policies, with their effective dates."""
@@ -148,7 +149,7 @@ def policy_diff(
         left, right = library.get(a), library.get(b)
     except KeyError as err:
         _fail([str(err.args[0])])
-    rows = services.diff_policies(library, left, right)
+    rows = services.diff_policies(library, left, right, everything)
     typer.echo(f"{left.key}: in force {left.valid_from} – {left.valid_until or '…'}")
     typer.echo(f"{right.key}: in force {right.valid_from} – {right.valid_until or '…'}")
     if not rows:
@@ -158,7 +159,9 @@ def policy_diff(
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is None else json.dumps(value, ensure_ascii=False)
+    if value is services.ABSENT:
+        return "(not set)"
+    return "none" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def main() -> None:

@@ -108,7 +108,7 @@ def composed_view(library: Library, policy: Policy) -> dict[str, Any]:
         "tiers": {
             tier.id: {
                 "from": origin.key,
-                **tier.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"id"}),
+                **tier.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"id"}),
                 "references": {
                     k: v.model_dump(mode="json", exclude_none=True)
                     for k, v in origin.references.items()
@@ -146,14 +146,26 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def diff_policies(library: Library, a: Policy, b: Policy) -> list[tuple[str, Any, Any]]:
-    """Parameter-by-parameter differences between two policies as they settle (includes expanded)."""
+ABSENT = object()
+"""A parameter one policy does not set at all (as opposed to setting it to `none`)."""
+
+_PROSE = {"title", "title_en", "illustrative", "name", "description", "note", "document", "article", "url"}
+
+
+def _is_prose(path: str) -> bool:
+    parts = path.replace("[", ".").replace("]", "").split(".")
+    return parts[-1] in _PROSE or "references" in parts or parts[-1] in ("ref", "from", "policy")
+
+
+def diff_policies(library: Library, a: Policy, b: Policy, everything: bool = False) -> list[tuple[str, Any, Any]]:
+    """Parameter-by-parameter differences between two policies as they settle (includes expanded).
+    Titles, notes and references are left out unless `everything`."""
     left = _flatten(composed_view(library, a))
     right = _flatten(composed_view(library, b))
     rows = []
     for path in sorted(set(left) | set(right)):
-        if path == "policy":
+        if path == "policy" or (not everything and _is_prose(path)):
             continue
-        if left.get(path) != right.get(path):
-            rows.append((path, left.get(path), right.get(path)))
+        if left.get(path, ABSENT) != right.get(path, ABSENT):
+            rows.append((path, left.get(path, ABSENT), right.get(path, ABSENT)))
     return rows

@@ -120,7 +120,10 @@ def _load_file(path: Path, model: type[Policy] | type[DiseaseListFile]) -> tuple
     try:
         return model.model_validate(data), []
     except ValidationError as err:
-        return None, [Problem(name, e.field, e.message) for e in field_errors(err)]
+        whole = "(whole file)"
+        return None, [
+            Problem(name, "" if e.field == whole else e.field, e.message) for e in field_errors(err, whole=whole)
+        ]
 
 
 def _files(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:

@@ -21,6 +21,16 @@ from settlement.money import Rounding, parse_ratio, parse_yuan, ratio_decimal
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=80)]
 
 
+def _text(value: object) -> object:
+    """YAML reads `version: 2014` or `fund_pay_type: 390100` as a number; take it as the text it was."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _region(value: object) -> object:
+    """A region written without quotes loses leading zeros (000000 -> 0); put them back."""
+    return f"{value:06d}" if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**6 else value
+
+
 def _ratio(value: object) -> Decimal:
     return ratio_decimal(parse_ratio(value))
 
@@ -202,7 +212,7 @@ class Tier(Parameters):
     id: Slug
     name: str
     stage: Stage
-    fund_pay_type: Annotated[str, Field(pattern=r"^[0-9A-Za-z]{1,10}$")]
+    fund_pay_type: Annotated[str, BeforeValidator(_text), Field(pattern=r"^[0-9A-Za-z]{1,10}$")]
     fund_name: str
     nhsa_field: NhsaFundField | None = None
     scope: Scope = "in_scope"
@@ -245,6 +255,16 @@ class Tier(Parameters):
                         problems.append(f"{where}`basis: annual` needs an accumulator")
                 if params.caps is not None and params.caps.annual is not None and params.accumulator is None:
                     problems.append(f"{where}an annual cap needs an accumulator")
+            if self.buckets is not None and self.basis == "annual":
+                by_key: dict[str, Parameters] = {}
+                for i, params in enumerate(self.parameter_sets()):
+                    first = by_key.setdefault(params.accumulator or "", params)
+                    if (first.ratio, first.deductible) != (params.ratio, params.deductible):
+                        problems.append(
+                            f"buckets[{i}] shares accumulator {params.accumulator!r} with an earlier bucket but "
+                            "has other bands or deductible; on year-to-date sums they must be the same, or give "
+                            "the bucket its own accumulator"
+                        )
             if self.buckets is not None:
                 ids = [b.id for b in self.buckets]
                 if len(set(ids)) != len(ids):
@@ -277,7 +297,7 @@ class AccumulatorDecl(Model):
     description: str | None = None
 
 
-Region = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+Region = Annotated[str, BeforeValidator(_region), Field(pattern=r"^[0-9]{6}$")]
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
 
 
@@ -285,7 +305,7 @@ class Policy(Model):
     """A dated policy for one region: its funds in payment order, each parameter with its source."""
 
     id: Slug
-    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", max_length=40)]
+    version: Annotated[str, BeforeValidator(_text), Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", max_length=40)]
     title: str
     title_en: str | None = None
     region: Region

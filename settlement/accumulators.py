@@ -44,13 +44,15 @@ class Grouping:
     starts: Int64Array  # position in `order` where each group starts
     entity: npt.NDArray[np.object_]  # entity id per group
     year: Int64Array  # policy year per group
+    lengths: Int64Array  # claims per group
+    singletons: bool  # every group holds one claim (the desk's batch of one): nothing to accumulate
 
     @classmethod
     def build(cls, entity_code: Int64Array, entity_ids: npt.NDArray[np.object_], year: Int64Array) -> Grouping:
         n = len(entity_code)
-        if n == 0:
-            empty = np.zeros(0, np.int64)
-            return cls(empty, empty, empty, np.zeros(0, object), empty)
+        if n <= 1:  # nothing to sort: the desk's batch of one
+            zero = np.zeros(n, np.int64)
+            return cls(zero, zero, zero, entity_ids[entity_code], year, np.ones(n, np.int64), True)
         y0 = int(year.min())
         span = int(year.max()) - y0 + 1
         raw = entity_code * span + (year - y0)
@@ -64,17 +66,20 @@ class Grouping:
         group = np.empty(n, np.int64)
         group[order] = group_sorted
         first = order[starts]
-        return cls(group, order, starts, entity_ids[entity_code[first]], year[first])
+        lengths = np.diff(np.append(starts, n))
+        return cls(group, order, starts, entity_ids[entity_code[first]], year[first], lengths, len(starts) == n)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def exclusive_cumsum(self, values: Int64Array) -> Int64Array:
         """Per claim: the sum of `values` over the earlier claims of its group."""
+        if self.singletons:
+            return np.zeros(len(values), np.int64)
         v = values[self.order]
         running = np.cumsum(v)
         running -= v
-        running -= np.repeat(running[self.starts], np.diff(np.append(self.starts, len(v))))
+        running -= np.repeat(running[self.starts], self.lengths)
         out = np.empty_like(running)
         out[self.order] = running
         return out
@@ -83,6 +88,8 @@ class Grouping:
         """Per group: the sum of `values`."""
         if len(values) == 0:
             return np.zeros(0, np.int64)
+        if self.singletons:
+            return values[self.order].astype(np.int64)
         return np.add.reduceat(values[self.order], self.starts).astype(np.int64)
 
     def starting(self, key: str, snapshot: Snapshot) -> tuple[Int64Array, Int64Array, Int64Array]:

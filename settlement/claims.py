@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -74,7 +75,7 @@ class Claim(BaseModel):
     admitted_on: dt.date
     discharged_on: dt.date
     settled_at: dt.datetime | None = None
-    diagnoses: Annotated[list[str], Field(min_length=1, max_length=50)]
+    diagnoses: Annotated[list[Annotated[str, AfterValidator(normalise_icd10)]], Field(min_length=1, max_length=50)]
     total: Yuan
     fully_self_paid: Yuan = Decimal("0.00")
     over_limit_self_paid: Yuan = Decimal("0.00")
@@ -82,11 +83,6 @@ class Claim(BaseModel):
     third_party_liability: bool = False
     assistance_approval: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     grants: Annotated[list[Grant], Field(max_length=20)] = []
-
-    @field_validator("diagnoses")
-    @classmethod
-    def _icd10(cls, codes: list[str]) -> list[str]:
-        return [normalise_icd10(code) for code in codes]
 
     @field_validator("settled_at")
     @classmethod
@@ -96,19 +92,9 @@ class Claim(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
-        problems = []
-        if self.discharged_on < self.admitted_on:
-            problems.append(f"discharged_on {self.discharged_on} is before admitted_on {self.admitted_on}")
-        if self.in_scope < 0:
-            problems.append(
-                "fully_self_paid + over_limit_self_paid + pre_self_paid "
-                f"({self.fully_self_paid + self.over_limit_self_paid + self.pre_self_paid}) "
-                f"exceeds total ({self.total}): the in-scope amount would be negative"
-            )
-        if fen_from_decimal(sum((g.amount for g in self.grants), Decimal(0))) > MAX_AMOUNT_FEN:
-            problems.append("grants add up to more than the largest accepted amount")
+        problems = cross_field_problems(self.model_dump())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(str(p) for p in problems))
         return self
 
     @property
@@ -125,14 +111,67 @@ class Claim(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def cross_field_problems(data: Mapping[str, Any]) -> list[FieldError]:
+    """Rules that tie fields together, each reported on its own field. A field that is itself invalid is
+    left out of these checks (its own error says why), so they run even when other fields failed."""
+    problems: list[FieldError] = []
+    admitted, discharged = _day(data.get("admitted_on")), _day(data.get("discharged_on"))
+    if admitted is not None and discharged is not None and discharged < admitted:
+        problems.append(FieldError("discharged_on", f"{discharged} is before admitted_on {admitted}"))
+    total = _yuan(data.get("total"))
+    parts = [_yuan(data.get(name, "0")) for name in _SELF_PAID]
+    if total is not None and all(p is not None for p in parts):
+        self_paid = sum((p for p in parts if p is not None), Decimal(0))
+        if self_paid > total:
+            problems.append(
+                FieldError(
+                    "total",
+                    f"fully_self_paid + over_limit_self_paid + pre_self_paid ({self_paid}) exceeds total "
+                    f"({total}): the in-scope amount would be negative",
+                )
+            )
+    grants = data.get("grants")
+    if isinstance(grants, list):
+        amounts = [_yuan(g.get("amount") if isinstance(g, Mapping) else getattr(g, "amount", None)) for g in grants]
+        granted = sum((a for a in amounts if a is not None), Decimal(0))
+        if fen_from_decimal(granted) > MAX_AMOUNT_FEN:
+            problems.append(FieldError("grants", "grants add up to more than the largest accepted amount"))
+    return problems
+
+
+_SELF_PAID = ("fully_self_paid", "over_limit_self_paid", "pre_self_paid")
+
+
+def _yuan(raw: object) -> Decimal | None:
+    try:
+        return None if raw is None else parse_yuan(raw)
+    except MoneyError:
+        return None
+
+
+def _day(raw: object) -> dt.date | None:
+    if isinstance(raw, dt.date):
+        return raw
+    try:
+        return dt.date.fromisoformat(str(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
 def parse_claim(data: object, where: str = "") -> Claim:
-    """Validate one claim from decoded JSON; raise ClaimError listing every problem."""
+    """Validate one claim from decoded JSON; raise ClaimError listing every problem, each on its field."""
     try:
         return Claim.model_validate(data)
     except ValidationError as err:
-        raise ClaimError(field_errors(err, where)) from None
-    except MoneyError as err:  # pragma: no cover - pydantic wraps validator errors
-        raise ClaimError([FieldError(where or "claim", str(err))]) from None
+        errors = [e for e in field_errors(err, where) if e.field != (where or "claim")]
+        whole = [e for e in field_errors(err, where) if e.field == (where or "claim")]
+        if isinstance(data, Mapping):
+            errors += [
+                FieldError(f"{where}.{p.field}" if where else p.field, p.message) for p in cross_field_problems(data)
+            ]
+        elif not errors:
+            errors = whole
+        raise ClaimError(errors or whole) from None
 
 
 def parse_claims(items: Iterable[object]) -> tuple[list[Claim], list[FieldError]]:

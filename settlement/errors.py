@@ -26,7 +26,7 @@ class ClaimError(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
-def field_errors(err: ValidationError, prefix: str = "") -> list[FieldError]:
+def field_errors(err: ValidationError, prefix: str = "", whole: str = "claim") -> list[FieldError]:
     """Pydantic's errors in the words of this project: a dotted field path and a plain message."""
     out = []
     for item in err.errors():
@@ -40,5 +40,5 @@ def field_errors(err: ValidationError, prefix: str = "") -> list[FieldError]:
             message = "unknown field"
         elif item["type"] == "missing":
             message = "is required"
-        out.append(FieldError(path or "claim", message))
+        out.append(FieldError(path or whole, message))
     return out

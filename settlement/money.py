@@ -28,7 +28,9 @@ ROUNDING_MODES: Final[tuple[Rounding, ...]] = ("half_up", "half_even")
 
 _AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _RATIO_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+_EXPONENT_TEXT = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)e[+-]?[0-9]+")
 _TWO_PLACES = Decimal("0.01")
+_LARGEST = Decimal(MAX_AMOUNT_FEN) / FEN_PER_YUAN
 
 
 class MoneyError(ValueError):
@@ -66,7 +68,7 @@ def _decimal_from(value: object, what: str) -> Decimal:
             raise MoneyError(f"{what} {text!r} is not a finite number")
         if text.startswith("-"):
             raise MoneyError(f"{what} {text!r} must not be negative")
-        if "e" in lowered:
+        if _EXPONENT_TEXT.fullmatch(lowered.lstrip("+")):
             raise MoneyError(f"{what} {text!r} uses exponent notation; write plain digits like 1000.00")
         if "," in text or "_" in text:
             raise MoneyError(f"{what} {text!r} must be plain digits without separators, like 12345.67")
@@ -85,12 +87,12 @@ def parse_amount(value: object, what: str = "amount") -> int:
     amount = _decimal_from(value, what)
     if amount < 0:
         raise MoneyError(f"{what} {amount} must not be negative")
-    if amount != amount.quantize(_TWO_PLACES) or (isinstance(value, str) and _places(value) > 2):
+    exponent = amount.normalize().as_tuple().exponent
+    if (isinstance(exponent, int) and exponent < -2) or (isinstance(value, str) and _places(value) > 2):
         raise MoneyError(f"{what} {value} has more than two decimal places; amounts are in yuan to the fen")
-    fen = int(amount * FEN_PER_YUAN)
-    if fen > MAX_AMOUNT_FEN:
-        raise MoneyError(f"{what} {amount} exceeds the largest accepted amount, 99999999.99 yuan")
-    return fen
+    if amount > _LARGEST:
+        raise MoneyError(f"{what} {value} exceeds the largest accepted amount, 99999999.99 yuan")
+    return int(amount * FEN_PER_YUAN)
 
 
 def parse_yuan(value: object, what: str = "amount") -> Decimal:
@@ -123,9 +125,10 @@ def yuan(fen: int) -> Decimal:
 
 def format_yuan(fen: int) -> str:
     """Fen -> "1234.56": the one text form of money that leaves the engine."""
-    sign = "-" if fen < 0 else ""
-    whole, part = divmod(abs(int(fen)), FEN_PER_YUAN)
-    return f"{sign}{whole}.{part:02d}"
+    fen = int(fen)
+    if fen < 0:
+        return "-" + format_yuan(-fen)
+    return f"{fen // FEN_PER_YUAN}.{fen % FEN_PER_YUAN:02d}"
 
 
 def ratio_decimal(ten_thousandths: int) -> Decimal:

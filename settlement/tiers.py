@@ -29,9 +29,9 @@ import numpy.typing as npt
 
 from settlement.accumulators import AccumulatorTable, Grouping, Snapshot
 from settlement.claims import ClaimBatch
-from settlement.codes import REASON_CODE, SCHEME_CODE
+from settlement.codes import CATEGORIES, HOSPITAL_LEVELS, REASON_CODE, SCHEME_CODE, SCHEMES, VISIT_TYPES
 from settlement.money import NO_CAP, RATIO_SCALE, round_div
-from settlement.plan import BucketPlan, Int64Array, Per, TierPlan
+from settlement.plan import AccumulatorSpec, BucketPlan, Int64Array, Per, TierPlan
 
 BoolArray = npt.NDArray[np.bool_]
 _R = REASON_CODE
@@ -47,7 +47,16 @@ class BatchContext:
     groupings: dict[Per, Grouping]
     snapshot: Snapshot
     trace: bool
+    eligibility: Int64Array = field(init=False)  # see eligibility_index
+    profile: Int64Array = field(init=False)  # category x level: the row of a parameter table
+    in_scope: Int64Array = field(init=False)
     disease_matches: dict[tuple[str, bool], BoolArray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b = self.batch
+        self.eligibility = eligibility_index(b)
+        self.profile = b.category * len(HOSPITAL_LEVELS) + b.level
+        self.in_scope = b.in_scope
 
     def on_list(self, bucket: BucketPlan) -> BoolArray:
         """Claims whose principal (or any) diagnosis is on the bucket's disease list."""
@@ -108,102 +117,134 @@ class TierColumns:
         )
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Stacked:
-    """A tier's bucket tables stacked on a leading bucket axis (bands padded with empty bands)."""
+# Columns of a tier's parameter table, one row per (bucket, category, hospital level).
+_THRESHOLD, _DED_FIRST, _DED_LATER, _DED_ANNUAL, _CAP_CLAIM, _CAP_ANNUAL = range(6)
+_PARAM_FIELDS = ("threshold", "deductible_first", "deductible_later", "annual_deductible", "claim_cap", "annual_cap")
+_CL = len(CATEGORIES) * len(HOSPITAL_LEVELS)
+_ELIGIBILITY_SHAPE = (len(SCHEMES), len(VISIT_TYPES), len(HOSPITAL_LEVELS), len(CATEGORIES), 2, 2)
 
-    threshold: Int64Array  # (k, c, l)
-    deductible_first: Int64Array
-    deductible_later: Int64Array
-    annual_deductible: Int64Array
-    claim_cap: Int64Array
-    annual_cap: Int64Array
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Tables:
+    """A tier's plan flattened for gathering: one row of parameters per (bucket, category, level), so that
+    one fancy-indexing pass gives every claim all of its parameters."""
+
+    params: Int64Array  # (k*c*l, 6)
+    ratio: Int64Array  # (k*c*l, b), bands padded with zero-ratio empty bands
     band_low: Int64Array  # (k, b)
     band_width: Int64Array  # (k, b)
-    ratio: Int64Array  # (k, c, l, b)
+    eligibility: npt.NDArray[np.int8]  # reason code per eligibility index (see eligibility_index)
+    key_of_bucket: Int64Array  # (k + 1,): accumulator index per bucket; the last entry (-1) for "no bucket"
+    keys: tuple[AccumulatorSpec, ...]
+    uniform_cap: tuple[bool, ...]  # per key: one annual cap for every claim, so no claim-by-claim walk
+    all_listed: bool  # every bucket has a disease list: a claim may fall in none
 
 
-_stacked_cache: weakref.WeakKeyDictionary[TierPlan, _Stacked] = weakref.WeakKeyDictionary()
+_tables_cache: weakref.WeakKeyDictionary[TierPlan, _Tables] = weakref.WeakKeyDictionary()
 
 
-def _stacked(tier: TierPlan) -> _Stacked:
-    found = _stacked_cache.get(tier)
+def eligibility_index(b: ClaimBatch) -> Int64Array:
+    """One integer per claim encoding everything eligibility depends on; a tier's reason is one lookup."""
+    columns = (b.scheme, b.visit, b.level, b.category, b.approval.astype(np.int64), b.third_party.astype(np.int64))
+    index: Int64Array = np.ravel_multi_index(columns, _ELIGIBILITY_SHAPE)
+    return index
+
+
+def _eligibility_table(tier: TierPlan) -> npt.NDArray[np.int8]:
+    """Reason code for every combination: 0 where the tier applies, else the first rule that excludes it."""
+    scheme, visit, level, category, approval, third = np.indices(_ELIGIBILITY_SHAPE)
+    reason = np.zeros(_ELIGIBILITY_SHAPE, np.int8)
+    rules: list[tuple[str, BoolArray]] = [
+        ("not_insured", ~tier.scheme_ok[scheme] & (scheme == SCHEME_CODE["none"])),
+        ("scheme_not_covered", ~tier.scheme_ok[scheme]),
+        ("visit_type_not_covered", ~tier.visit_ok[visit]),
+        ("hospital_level_not_covered", ~tier.level_ok[level]),
+        ("category_not_eligible", ~tier.category_ok[category] & ~((approval == 1) & tier.approval_accepted)),
+        ("third_party_liability", (third == 1) & tier.excludes_third_party),
+    ]
+    for name, excluded in rules:
+        reason[(reason == 0) & excluded] = _R[name]
+    return reason.ravel()
+
+
+def _tables(tier: TierPlan) -> _Tables:
+    found = _tables_cache.get(tier)
     if found is not None:
         return found
     buckets = tier.buckets
-    nb = max(len(b.band_low) for b in buckets)
+    nb = max((len(b.band_low) for b in buckets), default=1)
 
     def pad(values: Int64Array, fill: int) -> Int64Array:
         extra = nb - values.shape[-1]
-        if extra == 0:
-            return values
         widths = [(0, 0)] * (values.ndim - 1) + [(0, extra)]
-        return np.pad(values, widths, constant_values=fill)
+        return np.pad(values, widths, constant_values=fill) if extra else values
 
-    stacked = _Stacked(
-        threshold=np.stack([b.threshold for b in buckets]),
-        deductible_first=np.stack([b.deductible_first for b in buckets]),
-        deductible_later=np.stack([b.deductible_later for b in buckets]),
-        annual_deductible=np.stack([b.annual_deductible for b in buckets]),
-        claim_cap=np.stack([b.claim_cap for b in buckets]),
-        annual_cap=np.stack([b.annual_cap for b in buckets]),
-        band_low=np.stack([pad(b.band_low, NO_CAP) for b in buckets]),
-        band_width=np.stack([pad(b.band_high - b.band_low, 0) for b in buckets]),
-        ratio=np.stack([pad(b.ratio, 0) for b in buckets]),
+    keys: list[AccumulatorSpec] = []
+    key_of_bucket: list[int] = []
+    for b in buckets:
+        if b.accumulator is not None and b.accumulator not in keys:
+            keys.append(b.accumulator)
+        key_of_bucket.append(keys.index(b.accumulator) if b.accumulator is not None else -1)
+    uniform = tuple(
+        len({int(v) for j, b in enumerate(buckets) if key_of_bucket[j] == i for v in b.annual_cap.ravel()}) <= 1
+        for i in range(len(keys))
     )
-    _stacked_cache[tier] = stacked
-    return stacked
-
-
-def _eligibility(tier: TierPlan, b: ClaimBatch) -> npt.NDArray[np.int8]:
-    """Reason code per claim: 0 where the tier applies, else the first rule that excludes the claim."""
-    reason = np.zeros(len(b), np.int8)
-    rules: list[tuple[str, BoolArray]] = [
-        ("not_insured", ~tier.scheme_ok[b.scheme] & (b.scheme == SCHEME_CODE["none"])),
-        ("scheme_not_covered", ~tier.scheme_ok[b.scheme]),
-        ("visit_type_not_covered", ~tier.visit_ok[b.visit]),
-        ("hospital_level_not_covered", ~tier.level_ok[b.level]),
-        ("category_not_eligible", ~tier.category_ok[b.category] & ~(b.approval & tier.approval_accepted)),
-    ]
-    if tier.excludes_third_party:
-        rules.append(("third_party_liability", b.third_party))
-    for name, excluded in rules:
-        reason[(reason == 0) & excluded] = _R[name]
-    return reason
+    empty = np.zeros((0, 1), np.int64)
+    tables = _Tables(
+        params=np.concatenate(
+            [np.stack([getattr(b, f).reshape(-1) for f in _PARAM_FIELDS], axis=1) for b in buckets]
+        ).astype(np.int64)
+        if buckets
+        else np.zeros((0, len(_PARAM_FIELDS)), np.int64),
+        ratio=np.concatenate([pad(b.ratio, 0).reshape(_CL, nb) for b in buckets]) if buckets else empty,
+        band_low=np.stack([pad(b.band_low, NO_CAP) for b in buckets]) if buckets else empty,
+        band_width=np.stack([pad(b.band_high - b.band_low, 0) for b in buckets]) if buckets else empty,
+        eligibility=_eligibility_table(tier),
+        key_of_bucket=np.array([*key_of_bucket, -1], np.int64),
+        keys=tuple(keys),
+        uniform_cap=uniform,
+        all_listed=bool(buckets) and all(b.disease_list is not None for b in buckets),
+    )
+    _tables_cache[tier] = tables
+    return tables
 
 
 def _annual_cap(
-    ctx: BatchContext,
     grouping: Grouping,
     members: BoolArray,
     raw: Int64Array,
     cap: Int64Array,
     start_paid: Int64Array,
+    uniform: bool,
 ) -> tuple[Int64Array, Int64Array]:
     """(payment, paid before) per member claim under an annual cap shared by the group."""
-    raw = np.where(members, raw, 0)
-    before_raw = grouping.exclusive_cumsum(raw)
+    raw = raw * members
     start = start_paid[grouping.group]
-    ceiling = np.maximum(np.where(members, cap, NO_CAP), start)
-    # Where the cap is the same for every member of a group, the cap is a clamp on the cumulative sum.
-    sorted_cap = np.where(members, cap, -1)[grouping.order]
-    lo = np.minimum.reduceat(np.where(sorted_cap < 0, NO_CAP, sorted_cap), grouping.starts)
-    hi = np.maximum.reduceat(sorted_cap, grouping.starts)
-    varying = (hi >= 0) & (lo != hi)
-    group_ceiling = np.maximum(np.where(hi >= 0, lo, NO_CAP), start_paid)[grouping.group]
+    if grouping.singletons:
+        return np.minimum(raw, np.maximum(cap - start, 0)), start
+    before_raw = grouping.exclusive_cumsum(raw)
+    varying = np.zeros(0, np.bool_)
+    if uniform:
+        group_cap = np.full(len(grouping), cap[0], np.int64)
+    else:
+        # Where the cap is the same for every member of a group, the cap is a clamp on the cumulative sum.
+        sorted_cap = np.where(members, cap, -1)[grouping.order]
+        lo = np.minimum.reduceat(np.where(sorted_cap < 0, NO_CAP, sorted_cap), grouping.starts)
+        hi = np.maximum.reduceat(sorted_cap, grouping.starts)
+        varying = (hi >= 0) & (lo != hi)
+        group_cap = np.where(hi >= 0, lo, NO_CAP)
+    group_ceiling = np.maximum(group_cap, start_paid)[grouping.group]
     paid_before = np.minimum(start + before_raw, group_ceiling)
-    paid_after = np.minimum(start + before_raw + raw, group_ceiling)
-    pay = paid_after - paid_before
+    pay = np.minimum(start + before_raw + raw, group_ceiling) - paid_before
     if varying.any():
         # A person's category (and so the cap) changed within the year, or buckets with different caps
         # share one accumulator: walk those few groups claim by claim.
         for g in np.flatnonzero(varying):
-            stop = grouping.starts[g + 1] if g + 1 < len(grouping) else len(grouping.order)
             total = int(start_paid[g])
-            for i in grouping.order[grouping.starts[g] : stop]:
+            for i in grouping.order[grouping.starts[g] : grouping.starts[g] + grouping.lengths[g]]:
                 paid_before[i] = total
                 if members[i]:
-                    pay[i] = min(int(raw[i]), max(0, int(ceiling[i]) - total))
+                    pay[i] = min(int(raw[i]), max(0, int(cap[i]) - total))
                     total += int(pay[i])
     return pay, paid_before
 
@@ -211,100 +252,100 @@ def _annual_cap(
 def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Array) -> TierColumns:
     b = ctx.batch
     n = len(b)
-    reason = _eligibility(tier, b)
-    tables = _stacked(tier)
+    tables = _tables(tier)
+    reason = tables.eligibility[ctx.eligibility]
 
-    bucket = np.full(n, -1, np.int64)
-    for j, plan in enumerate(tier.buckets):
-        takes = np.ones(n, np.bool_) if plan.disease_list is None else ctx.on_list(plan)
-        bucket[(bucket < 0) & takes] = j
-    reason[(reason == 0) & (bucket < 0)] = _R["disease_not_listed"]
-    k = np.maximum(bucket, 0)
-    c, lv = b.category, b.level
+    if len(tier.buckets) == 1 and tier.buckets[0].disease_list is None:
+        bucket = np.zeros(n, np.int64)
+        row = ctx.profile
+    else:
+        bucket = np.full(n, -1, np.int64)
+        for j, plan in enumerate(tier.buckets):
+            if plan.disease_list is None:
+                bucket[bucket < 0] = j
+                break
+            bucket[(bucket < 0) & ctx.on_list(plan)] = j
+        if tables.all_listed:
+            reason[(reason == 0) & (bucket < 0)] = _R["disease_not_listed"]
+        row = np.maximum(bucket, 0) * _CL + ctx.profile
+    params = tables.params[row]
+    ratio = tables.ratio[row]  # (n, bands)
+    claim_cap = params[:, _CAP_CLAIM]
+    annual_cap = params[:, _CAP_ANNUAL]
 
-    scope_amount = b.in_scope if tier.scope == "in_scope" else b.total
+    scope_amount = ctx.in_scope if tier.scope == "in_scope" else b.total
     base = np.maximum(scope_amount - paid_so_far, 0)
     eligible = reason == 0
-    below_threshold = eligible & (base < tables.threshold[k, c, lv])
+    below_threshold = eligible & (base < params[:, _THRESHOLD])
     reason[below_threshold] = _R["below_threshold"]
     active = eligible & ~below_threshold
 
-    claim_deductible = np.where(
-        ctx.later_admission, tables.deductible_later[k, c, lv], tables.deductible_first[k, c, lv]
-    )
-    entering = np.where(active, np.maximum(base - claim_deductible, 0), 0)
-    deductible = np.where(active, np.minimum(base, claim_deductible), 0)
-    ratio = tables.ratio[k, c, lv]  # (n, bands)
-    claim_cap = tables.claim_cap[k, c, lv]
-    annual_cap = tables.annual_cap[k, c, lv]
+    claim_deductible = np.where(ctx.later_admission, params[:, _DED_LATER], params[:, _DED_FIRST])
+    # Multiplying by a mask keeps the value where the mask holds and gives 0 elsewhere.
+    entering = np.maximum(base - claim_deductible, 0) * active
+    deductible = np.minimum(base, claim_deductible) * active
 
+    annual = tier.basis == "annual"
+    if annual:
+        raw = np.zeros(n, np.int64)
+        limited_by_claim_cap = np.zeros(n, np.bool_)
+    else:
+        raw = np.minimum(round_div(entering * ratio[:, 0], RATIO_SCALE, tier.rounding), claim_cap)
+        limited_by_claim_cap = active & (raw == claim_cap) & (claim_cap < NO_CAP) & (entering > 0)
+    key_index = tables.key_of_bucket[bucket]
+    pay = raw * (key_index < 0)  # claims whose bucket keeps no accumulator; the others are paid per key below
     acc_base_before = np.zeros(n, np.int64)
     acc_paid_before = np.zeros(n, np.int64)
     cap_left = np.full(n, NO_CAP, np.int64)
-    pay = np.zeros(n, np.int64)
     tables_out: list[AccumulatorTable] = []
-    keyed = [(j, p.accumulator) for j, p in enumerate(tier.buckets) if p.accumulator is not None]
-    keys = {spec.key: spec for _, spec in keyed}
-
-    if tier.basis == "per_claim":
-        raw = np.minimum(round_div(entering * ratio[:, 0], RATIO_SCALE, tier.rounding), claim_cap)
-    else:
-        raw = np.zeros(n, np.int64)
-    limited_by_claim_cap = active & (raw == claim_cap) & (claim_cap < NO_CAP) & (entering > 0)
-    if tier.basis == "per_claim":
-        pay = raw.copy()
-
-    for key, spec in keys.items():
-        members = active & np.isin(bucket, [j for j, s in keyed if s.key == key])
+    for index, spec in enumerate(tables.keys):
+        members = active & (key_index == index)
         grouping = ctx.groupings[spec.per]
-        start_base, start_paid, start_claims = grouping.starting(key, ctx.snapshot)
-        e_before = start_base[grouping.group] + grouping.exclusive_cumsum(np.where(members, entering, 0))
-        e_after = e_before + entering
-        if tier.basis == "annual":
-            annual_deductible = tables.annual_deductible[k, c, lv]
-            value_after = _banded_value(tables, k, ratio, e_after - annual_deductible, tier)
-            value_before = _banded_value(tables, k, ratio, e_before - annual_deductible, tier)
-            key_raw = value_after - value_before
+        start_base, start_paid, start_claims = grouping.starting(spec.key, ctx.snapshot)
+        member_entering = entering * members
+        e_before = start_base[grouping.group] + grouping.exclusive_cumsum(member_entering)
+        if annual:
+            e_after = e_before + member_entering
+            annual_deductible = params[:, _DED_ANNUAL]
+            band_row = np.maximum(bucket, 0)
+            value_after = _banded_value(tables, band_row, ratio, e_after - annual_deductible, tier)
+            value_before = _banded_value(tables, band_row, ratio, e_before - annual_deductible, tier)
             # A fund never pays more than its base: in half-even mode a full-ratio band after a band
             # ending on half a fen could otherwise pay one fen above it (docs/settlement.md).
-            key_raw = np.minimum(key_raw, entering)
-            raw = np.where(members, key_raw, raw)
-            ded_annual = np.minimum(e_after, annual_deductible) - np.minimum(e_before, annual_deductible)
-            deductible = np.where(members, deductible + ded_annual, deductible)
-        key_pay, paid_before = _annual_cap(ctx, grouping, members, raw, annual_cap, start_paid)
-        pay = np.where(members, key_pay, pay)
-        acc_base_before = np.where(members, e_before, acc_base_before)
-        acc_paid_before = np.where(members, paid_before, acc_paid_before)
+            raw = raw + np.minimum(value_after - value_before, entering) * members
+            deductible = deductible + np.minimum(e_after, annual_deductible) - np.minimum(e_before, annual_deductible)
+        key_pay, paid_before = _annual_cap(grouping, members, raw, annual_cap, start_paid, tables.uniform_cap[index])
+        pay = pay + key_pay  # members of different keys never overlap
+        acc_base_before = acc_base_before + e_before * members
+        acc_paid_before = acc_paid_before + paid_before * members
         cap_left = np.where(members & (annual_cap < NO_CAP), np.maximum(annual_cap - paid_before, 0), cap_left)
         count = grouping.totals(members.astype(np.int64))
         touched = count > 0
         tables_out.append(
             AccumulatorTable(
-                key=np.full(int(touched.sum()), key, dtype=object),
+                key=np.full(int(touched.sum()), spec.key, dtype=object),
                 entity=grouping.entity[touched],
                 year=grouping.year[touched],
-                base=(start_base + grouping.totals(np.where(members, entering, 0)))[touched],
-                paid=(start_paid + grouping.totals(np.where(members, key_pay, 0)))[touched],
+                base=(start_base + grouping.totals(member_entering))[touched],
+                paid=(start_paid + grouping.totals(key_pay))[touched],
                 claims=(start_claims + count)[touched],
             )
         )
 
-    in_accumulator = active & np.isin(bucket, [j for j, _ in keyed])
-    if tier.basis == "annual":
-        assert not (active & ~in_accumulator).any(), "the schema requires an accumulator for annual tiers"
-
-    pay = np.where(active, pay, 0)
-    reason[active & (pay == 0) & (base == 0)] = _R["nothing_left"]
-    reason[active & (pay == 0) & (base > 0) & (raw == 0)] = _R["below_deductible"]
-    reason[active & (pay == 0) & (raw > 0)] = _R["cap_reached"]
+    in_accumulator = active & (key_index >= 0)
+    pay = pay * active
+    unpaid = active & (pay == 0)
+    reason[unpaid & (base == 0)] = _R["nothing_left"]
+    reason[unpaid & (base > 0) & (raw == 0)] = _R["below_deductible"]
+    reason[unpaid & (raw > 0)] = _R["cap_reached"]
     reason[active & (pay > 0) & ((pay < raw) | limited_by_claim_cap)] = _R["capped"]
 
     if not ctx.trace:
         return TierColumns(paid=pay, reason=reason, accumulators=tables_out)
-    if tier.basis == "per_claim":
-        used_ratio = ratio[:, 0]
+    if annual:
+        used_ratio = _marginal_ratio(tables, np.maximum(bucket, 0), ratio, acc_base_before, params[:, _DED_ANNUAL])
     else:
-        used_ratio = _marginal_ratio(tables, k, ratio, acc_base_before, tables.annual_deductible[k, c, lv])
+        used_ratio = ratio[:, 0]
     return TierColumns(
         paid=pay,
         reason=reason,
@@ -315,14 +356,14 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
         claim_cap=claim_cap,
         cap_left=cap_left,
         acc_base_before=acc_base_before,
-        acc_base_after=acc_base_before + np.where(in_accumulator, entering, 0),
+        acc_base_after=acc_base_before + entering * in_accumulator,
         acc_paid_before=acc_paid_before,
-        acc_paid_after=acc_paid_before + np.where(in_accumulator, pay, 0),
+        acc_paid_after=acc_paid_before + pay * in_accumulator,
         accumulators=tables_out,
     )
 
 
-def _banded_value(tables: _Stacked, k: Int64Array, ratio: Int64Array, above: Int64Array, tier: TierPlan) -> Int64Array:
+def _banded_value(tables: _Tables, k: Int64Array, ratio: Int64Array, above: Int64Array, tier: TierPlan) -> Int64Array:
     """P(E) = round(sum over bands of ratio x the part of `above` inside the band), rounded once."""
     low = tables.band_low[k]  # (n, b)
     width = tables.band_width[k]
@@ -333,7 +374,7 @@ def _banded_value(tables: _Stacked, k: Int64Array, ratio: Int64Array, above: Int
 
 
 def _marginal_ratio(
-    tables: _Stacked, k: Int64Array, ratio: Int64Array, e_before: Int64Array, deductible: Int64Array
+    tables: _Tables, k: Int64Array, ratio: Int64Array, e_before: Int64Array, deductible: Int64Array
 ) -> Int64Array:
     """The ratio of the band the claim starts in (for the trace; the payment uses every band it crosses)."""
     above = e_before - deductible
@@ -345,10 +386,10 @@ def _marginal_ratio(
 
 def _grants(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Array) -> TierColumns:
     b = ctx.batch
-    reason = _eligibility(tier, b)
+    reason = _tables(tier).eligibility[ctx.eligibility]
     base = np.maximum(b.total - paid_so_far, 0)
     eligible = reason == 0
-    pay = np.where(eligible, np.minimum(b.grant_total, base), 0)
+    pay = np.minimum(b.grant_total, base) * eligible
     reason[eligible & (b.grant_total == 0)] = _R["no_grant"]
     reason[eligible & (b.grant_total > 0) & (base == 0)] = _R["nothing_left"]
     reason[eligible & (pay > 0) & (pay < b.grant_total)] = _R["capped"]

@@ -55,7 +55,7 @@ def policy_years(days: npt.NDArray[np.datetime64], start: tuple[int, int]) -> In
     calendar = days.astype("datetime64[Y]")
     year_start = (calendar.astype("datetime64[M]") + (month - 1)).astype("datetime64[D]") + (day - 1)
     years = calendar.astype(np.int64) + 1970
-    result: Int64Array = np.where(days >= year_start, years, years - 1)
+    result: Int64Array = years - (days < year_start)
     return result
 
 
