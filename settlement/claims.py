@@ -293,24 +293,27 @@ class ClaimBatch:
             claims=tuple(claims),
         )
 
-    def take(self, order: Int64Array) -> ClaimBatch:
-        """The same claims in another order (the engine sorts once into settlement order)."""
+    def take(self, order: Int64Array, with_ids: bool = True) -> ClaimBatch:
+        """The same claims in another order (the engine sorts once). Without `with_ids` the copy is a working
+        copy for the engine: claim ids and records are not carried (gathering millions of Python strings
+        costs more than the whole settlement)."""
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         pick = {
             name: getattr(self, name)[order]
             for name in (
-                "claim_id", "person", "household", "scheme", "category", "level", "visit",
+                "person", "household", "scheme", "category", "level", "visit",
                 "discharged_on", "settled_at", "total", "fully_self_paid", "over_limit_self_paid",
                 "pre_self_paid", "third_party", "approval", "grant_total", "dx_principal",
             )
         }  # fmt: skip
         return ClaimBatch(
+            claim_id=self.claim_id[order] if with_ids else np.zeros(0, dtype=object),
             person_ids=self.person_ids,
             household_ids=self.household_ids,
             dx_codes=self.dx_codes,
             dx_claim=inverse[self.dx_claim],
             dx_code=self.dx_code,
-            claims=tuple(self.claims[i] for i in order) if self.claims is not None else None,
+            claims=tuple(self.claims[i] for i in order) if self.claims is not None and with_ids else None,
             **pick,
         )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from settlement.accumulators import AccumulatorTable, Grouping, Snapshot
+from settlement.accumulators import Grouping, KeyColumns, Snapshot
 from settlement.claims import ClaimBatch
 from settlement.codes import CATEGORIES, HOSPITAL_LEVELS, REASON_CODE, SCHEME_CODE, SCHEMES, VISIT_TYPES
 from settlement.money import NO_CAP, RATIO_SCALE, round_div
@@ -92,7 +92,7 @@ class TierColumns:
     acc_base_after: Int64Array | None = None
     acc_paid_before: Int64Array | None = None
     acc_paid_after: Int64Array | None = None
-    accumulators: list[AccumulatorTable] = field(default_factory=list)
+    accumulators: list[KeyColumns] = field(default_factory=list)
 
     def reorder(self, inverse: Int64Array) -> TierColumns:
         """The same columns indexed by the caller's claim order."""
@@ -283,7 +283,8 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
     claim_deductible = np.where(ctx.later_admission, params[:, _DED_LATER], params[:, _DED_FIRST])
     # Multiplying by a mask keeps the value where the mask holds and gives 0 elsewhere.
     entering = np.maximum(base - claim_deductible, 0) * active
-    deductible = np.minimum(base, claim_deductible) * active
+    trace = ctx.trace
+    deductible = np.minimum(base, claim_deductible) * active if trace else claim_deductible
 
     annual = tier.basis == "annual"
     if annual:
@@ -294,10 +295,12 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
         limited_by_claim_cap = active & (raw == claim_cap) & (claim_cap < NO_CAP) & (entering > 0)
     key_index = tables.key_of_bucket[bucket]
     pay = raw * (key_index < 0)  # claims whose bucket keeps no accumulator; the others are paid per key below
-    acc_base_before = np.zeros(n, np.int64)
-    acc_paid_before = np.zeros(n, np.int64)
-    cap_left = np.full(n, NO_CAP, np.int64)
-    tables_out: list[AccumulatorTable] = []
+    acc_base_before = acc_paid_before = cap_left = np.zeros(0, np.int64)
+    if trace:
+        acc_base_before = np.zeros(n, np.int64)
+        acc_paid_before = np.zeros(n, np.int64)
+        cap_left = np.full(n, NO_CAP, np.int64)
+    tables_out: list[KeyColumns] = []
     for index, spec in enumerate(tables.keys):
         members = active & (key_index == index)
         grouping = ctx.groupings[spec.per]
@@ -313,26 +316,30 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
             # A fund never pays more than its base: in half-even mode a full-ratio band after a band
             # ending on half a fen could otherwise pay one fen above it (docs/settlement.md).
             raw = raw + np.minimum(value_after - value_before, entering) * members
-            deductible = deductible + np.minimum(e_after, annual_deductible) - np.minimum(e_before, annual_deductible)
+            if trace:
+                deductible = (
+                    deductible + np.minimum(e_after, annual_deductible) - np.minimum(e_before, annual_deductible)
+                )
         key_pay, paid_before = _annual_cap(grouping, members, raw, annual_cap, start_paid, tables.uniform_cap[index])
         pay = pay + key_pay  # members of different keys never overlap
-        acc_base_before = acc_base_before + e_before * members
-        acc_paid_before = acc_paid_before + paid_before * members
-        cap_left = np.where(members & (annual_cap < NO_CAP), np.maximum(annual_cap - paid_before, 0), cap_left)
+        if trace:
+            acc_base_before = acc_base_before + e_before * members
+            acc_paid_before = acc_paid_before + paid_before * members
+            capped_members = members & (annual_cap < NO_CAP)
+            cap_left = np.where(capped_members, np.maximum(annual_cap - paid_before, 0), cap_left)
         count = grouping.totals(members.astype(np.int64))
-        touched = count > 0
+        touched = np.flatnonzero(count)
         tables_out.append(
-            AccumulatorTable(
-                key=np.full(int(touched.sum()), spec.key, dtype=object),
-                entity=grouping.entity[touched],
-                year=grouping.year[touched],
+            KeyColumns(
+                key=spec.key,
+                grouping=grouping,
+                index=touched,
                 base=(start_base + grouping.totals(member_entering))[touched],
                 paid=(start_paid + grouping.totals(key_pay))[touched],
                 claims=(start_claims + count)[touched],
             )
         )
 
-    in_accumulator = active & (key_index >= 0)
     pay = pay * active
     unpaid = active & (pay == 0)
     reason[unpaid & (base == 0)] = _R["nothing_left"]
@@ -340,8 +347,9 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
     reason[unpaid & (raw > 0)] = _R["cap_reached"]
     reason[active & (pay > 0) & ((pay < raw) | limited_by_claim_cap)] = _R["capped"]
 
-    if not ctx.trace:
+    if not trace:
         return TierColumns(paid=pay, reason=reason, accumulators=tables_out)
+    in_accumulator = active & (key_index >= 0)
     if annual:
         used_ratio = _marginal_ratio(tables, np.maximum(bucket, 0), ratio, acc_base_before, params[:, _DED_ANNUAL])
     else:

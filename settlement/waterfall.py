@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from settlement.accumulators import AccumulatorTable, Grouping, Snapshot
+from settlement.accumulators import AccumulatorTable, Grouping, KeyColumns, Snapshot
 from settlement.claims import ClaimBatch
 from settlement.codes import VISIT_CODE
 from settlement.errors import ClaimError, FieldError
@@ -59,24 +59,26 @@ def policy_years(days: npt.NDArray[np.datetime64], start: tuple[int, int]) -> In
     return result
 
 
-def settlement_order(batch: ClaimBatch) -> Int64Array:
-    """Indices of the claims in settlement order: by settlement time, ties broken by claim id."""
+def settlement_rank(batch: ClaimBatch) -> Int64Array:
+    """Each claim's position in settlement order: by settlement time, ties broken by claim id."""
     n = len(batch)
-    if n <= 1:
-        return np.arange(n, dtype=np.int64)
     time = batch.settled_at.astype(np.int64)
-    order = np.argsort(time, kind="stable").astype(np.int64)
+    if n <= 1 or bool((time[1:] > time[:-1]).all()):
+        return np.arange(n, dtype=np.int64)
+    order = np.argsort(time, kind="stable")
     sorted_time = time[order]
     tie = sorted_time[1:] == sorted_time[:-1]
-    if not tie.any():
-        return order
-    involved = np.zeros(n, np.bool_)
-    involved[1:] |= tie
-    involved[:-1] |= tie
-    rank = np.zeros(n, np.int64)
-    positions = order[involved]
-    _, rank[positions] = np.unique(batch.claim_id[positions].astype(str), return_inverse=True)
-    return np.lexsort((rank, time)).astype(np.int64)
+    if tie.any():
+        # Claims settled at the same instant: order each such run by claim id, leaving the rest in place.
+        involved = np.zeros(n, np.bool_)
+        involved[1:] |= tie
+        involved[:-1] |= tie
+        tied = order[involved]
+        _, by_id = np.unique(batch.claim_id[tied].astype(str), return_inverse=True)
+        order[involved] = tied[np.lexsort((by_id, time[tied]))]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    return rank
 
 
 def _check_in_force(plan: Plan, batch: ClaimBatch) -> None:
@@ -105,14 +107,20 @@ def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: 
     """
     _check_in_force(plan, batch)
     snapshot: Snapshot = start or {}
-    order = settlement_order(batch)
-    in_order = batch if np.array_equal(order, np.arange(len(batch))) else batch.take(order)
-    year = policy_years(in_order.discharged_on, plan.policy_year_start)
-
-    pers: set[Per] = {spec.per for spec in plan.accumulators.values()}
-    groupings: dict[Per, Grouping] = {"person": Grouping.build(in_order.person, in_order.person_ids, year)}
-    if "household" in pers:
-        groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year)
+    rank = settlement_rank(batch)
+    year = policy_years(batch.discharged_on, plan.policy_year_start)
+    # Put the claims in (person, policy year, settlement) order, so that every person-year is a run of
+    # consecutive claims and its year-to-date sums are plain cumulative sums.
+    by_person = Grouping.build(batch.person, batch.person_ids, year, rank)
+    if by_person.contiguous:
+        order, in_order = None, batch
+    else:
+        order = by_person.order
+        in_order, year, rank = batch.take(order, with_ids=False), year[order], rank[order]
+        by_person = Grouping.build(in_order.person, in_order.person_ids, year, rank)
+    groupings: dict[Per, Grouping] = {"person": by_person}
+    if any(spec.per == "household" for spec in plan.accumulators.values()):
+        groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year, rank)
 
     # First or later inpatient admission of the person in the policy year (per-claim deductibles).
     by_person = groupings["person"]
@@ -130,18 +138,12 @@ def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: 
         columns.append(result)
 
     count = by_person.totals(inpatient)
-    moved = count > 0
-    admissions = AccumulatorTable(
-        key=np.full(int(moved.sum()), ADMISSIONS_KEY, dtype=object),
-        entity=by_person.entity[moved],
-        year=by_person.year[moved],
-        base=np.zeros(int(moved.sum()), np.int64),
-        paid=np.zeros(int(moved.sum()), np.int64),
-        claims=(start_admissions + count)[moved],
-    )
-    accumulators = AccumulatorTable.concat([admissions] + [t for c in columns for t in c.accumulators])
+    moved = np.flatnonzero(count)
+    zeros = np.zeros(len(moved), np.int64)
+    admissions = KeyColumns(ADMISSIONS_KEY, by_person, moved, zeros, zeros, (start_admissions + count)[moved])
+    accumulators = AccumulatorTable([admissions, *(part for c in columns for part in c.accumulators)])
 
-    if in_order is batch:
+    if order is None:
         return BatchResult(plan, batch, tuple(columns), year, admissions_before, accumulators)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
