@@ -52,7 +52,7 @@ def _read_claims(path: Path) -> tuple[list[Any], bool]:
         data = decode_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         _fail([f"{path}: cannot read: {err}"])
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # json.JSONDecodeError included
         _fail([f"{path}: not valid JSON: {err}"])
     if isinstance(data, dict) and "claims" in data:
         return (data["claims"] if isinstance(data["claims"], list) else [data["claims"]]), False

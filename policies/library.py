@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,16 @@ def _float_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
     return str(loader.construct_scalar(node))
 
 
+def _plain_int_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    """YAML 1.1 reads 0600 as octal 384, 0x258 and 10:00 as 600; only plain decimal digits are a number
+    here, and everything else stays text for the schema to accept or refuse."""
+    text = str(loader.construct_scalar(node))
+    return int(text) if _PLAIN_INT.fullmatch(text) else text
+
+
+_PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+
+
 def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -60,14 +71,21 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
 
 
 _TextNumberLoader.add_constructor("tag:yaml.org,2002:float", _float_as_text)
+_TextNumberLoader.add_constructor("tag:yaml.org,2002:int", _plain_int_or_text)
+_TextNumberLoader.add_constructor("tag:yaml.org,2002:int", _plain_int_or_text)
 _TextNumberLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _mapping_without_duplicates,
 )
 
 
-def read_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_TextNumberLoader)
+def read_yaml(text: str, name: str = "<text>") -> Any:
+    loader = _TextNumberLoader(text)
+    loader.name = name  # marks in error messages name the file
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -110,7 +128,7 @@ class Library:
 def _load_file(path: Path, model: type[Policy] | type[DiseaseListFile]) -> tuple[Any, list[Problem]]:
     name = str(path)
     try:
-        data = read_yaml(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"), name)
     except (OSError, UnicodeDecodeError) as err:
         return None, [Problem(name, "", f"cannot read: {err}")]
     except yaml.YAMLError as err:
@@ -187,7 +205,9 @@ def load_library(
         if found:
             rejected.add(policy.key)
             problems.extend(found)
-    problems.extend(_overlaps(library))
+    overlapping = _overlaps(library)
+    problems.extend(problem for problem, _ in overlapping)
+    rejected.update(key for _, key in overlapping)
     # A policy that includes a rejected policy cannot be used either.
     changed = True
     while changed:
@@ -311,9 +331,10 @@ def _shared_accumulators(tiers: Sequence[tuple[Policy, Tier]], file: str) -> lis
     return problems
 
 
-def _overlaps(library: Library) -> list[Problem]:
-    """Two versions in force on the same day for one region and tier would make a settlement ambiguous."""
-    problems: list[Problem] = []
+def _overlaps(library: Library) -> list[tuple[Problem, str]]:
+    """Two versions in force on the same day for one region and tier would make a settlement ambiguous;
+    the later-starting one is refused (with the policy it overlaps named)."""
+    problems: list[tuple[Problem, str]] = []
     by_slot: dict[tuple[str, str], list[Policy]] = {}
     for policy in library.policies.values():
         for tier in policy.tiers:
@@ -323,12 +344,11 @@ def _overlaps(library: Library) -> list[Problem]:
         ordered = sorted(policies, key=lambda p: p.valid_from)
         for earlier, later in itertools.pairwise(ordered):
             if later.valid_from <= (earlier.valid_until or far):
-                problems.append(
-                    Problem(
-                        library.sources.get(later.key, later.key),
-                        "valid_from",
-                        f"region {region}, tier {tier_id!r}: in force from {later.valid_from}, while "
-                        f"{earlier.key} is in force until {earlier.valid_until or 'further notice'}",
-                    )
+                problem = Problem(
+                    library.sources.get(later.key, later.key),
+                    "valid_from",
+                    f"region {region}, tier {tier_id!r}: in force from {later.valid_from}, while "
+                    f"{earlier.key} is in force until {earlier.valid_until or 'further notice'}",
                 )
+                problems.append((problem, later.key))
     return problems

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -80,7 +81,7 @@ class Claim(BaseModel):
     fully_self_paid: Yuan = Decimal("0.00")
     over_limit_self_paid: Yuan = Decimal("0.00")
     pre_self_paid: Yuan = Decimal("0.00")
-    third_party_liability: bool = False
+    third_party_liability: StrictBool = False
     assistance_approval: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     grants: Annotated[list[Grant], Field(max_length=20)] = []
 
@@ -196,7 +197,16 @@ def parse_claims(items: Iterable[object]) -> tuple[list[Claim], list[FieldError]
 def decode_json(text: str) -> Any:
     """Decode JSON keeping number literals as their text, so that 12.5 stays exact and 1e3 is caught by
     the amount rules instead of silently becoming the binary float 1000.0."""
-    return json.loads(text, parse_float=str)
+    return json.loads(text, parse_float=str, object_pairs_hook=_no_duplicate_keys)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def _factorise(values: Sequence[str]) -> tuple[Int64Array, npt.NDArray[np.object_]]:

@@ -20,7 +20,7 @@ def normalise_icd10(code: str) -> str:
     """Upper-case the chapter letter, strip blanks; raise ValueError if the result is not ICD-10."""
     text = code.strip()
     if text:
-        text = text[0].upper() + text[1:]
+        text = text[0].upper() + text[1:].replace("X", "x")
     if not ICD10_CODE.fullmatch(text):
         raise ValueError(
             f"{code!r} is not an ICD-10 code (expected a letter, two digits and an optional "

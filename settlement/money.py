@@ -54,9 +54,10 @@ def _decimal_from(value: object, what: str) -> Decimal:
         # repr() gives the shortest text that reads back as this float; if that text is not the float's
         # exact value, the sender meant a decimal that binary floating point cannot hold.
         if exact != Decimal(repr(value)):
+            meant = f"{Decimal(repr(value)):f}"
             raise MoneyError(
-                f"{what} {value!r} is a binary floating-point number that is not exactly "
-                f'{value!r}; send it as text, e.g. "{value!r}"'
+                f"{what} arrived as a binary floating-point number, which cannot hold {meant} exactly; "
+                f'send it as text, e.g. "{meant}"'
             )
         return exact
     if isinstance(value, str):
@@ -64,7 +65,7 @@ def _decimal_from(value: object, what: str) -> Decimal:
         if not text:
             raise MoneyError(f"{what} is empty")
         lowered = text.lower()
-        if lowered.lstrip("+-") in ("nan", "inf", "infinity", "snan"):
+        if lowered.lstrip("+-.") in ("nan", "inf", "infinity", "snan"):
             raise MoneyError(f"{what} {text!r} is not a finite number")
         if text.startswith("-"):
             raise MoneyError(f"{what} {text!r} must not be negative")
