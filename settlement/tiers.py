@@ -276,7 +276,7 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
     scope_amount = ctx.in_scope if tier.scope == "in_scope" else b.total
     base = np.maximum(scope_amount - paid_so_far, 0)
     eligible = reason == 0
-    below_threshold = eligible & (base < params[:, _THRESHOLD])
+    below_threshold = eligible & (base < params[:, _THRESHOLD]) & (base > 0)  # base 0: nothing_left
     reason[below_threshold] = _R["below_threshold"]
     active = eligible & ~below_threshold
 
