@@ -9,8 +9,8 @@ claim at a desk and a province-year in the simulator are the same computation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -54,9 +54,15 @@ class Grouping:
 
     @classmethod
     def build(
-        cls, entity_code: Int64Array, entity_ids: npt.NDArray[np.object_], year: Int64Array, rank: Int64Array
+        cls,
+        entity_code: Int64Array,
+        entity_ids: npt.NDArray[np.object_],
+        year: Int64Array,
+        time: Int64Array,
+        rank: Callable[[], Int64Array],
     ) -> Grouping:
-        """`rank` is each claim's position in settlement order (distinct integers)."""
+        """Group by (entity, year) in settlement order: by `time`, ties by `rank()`, each claim's position
+        in settlement order, which is only computed when the claims are not already in order."""
         n = len(entity_code)
         if n <= 1:  # nothing to sort: the desk's batch of one
             zero = np.zeros(n, np.int64)
@@ -64,18 +70,35 @@ class Grouping:
         y0 = int(year.min())
         span = int(year.max()) - y0 + 1
         raw = entity_code * span + (year - y0)
+        step = raw[1:] - raw[:-1]
+        if bool(((step > 0) | ((step == 0) & (time[1:] > time[:-1]))).all()):
+            # Already in (entity, year, settlement time) order with no ties inside a group: no sort at all.
+            return cls._from_sorted(raw, np.arange(n, dtype=np.int64), entity_code, entity_ids, year, True)
         if int(raw.max()) < (2**62) // n:
-            key = raw * n + rank  # distinct keys: any sort gives the same order, so take the fastest
+            key = raw * n + rank()  # distinct keys: any sort gives the same order, so take the fastest
             contiguous = bool((key[1:] > key[:-1]).all())
-            order = np.arange(n, dtype=np.int64) if contiguous else np.argsort(key).astype(np.int64)
+            order = np.arange(n, dtype=np.int64) if contiguous else np.argsort(key)
         else:  # pragma: no cover - more entities x years x claims than one int64 key can hold
-            order = np.lexsort((rank, raw)).astype(np.int64)
+            order = np.lexsort((rank(), raw)).astype(np.int64)
             contiguous = bool((order == np.arange(n)).all())
+        return cls._from_sorted(raw, order, entity_code, entity_ids, year, contiguous)
+
+    @classmethod
+    def _from_sorted(
+        cls,
+        raw: Int64Array,
+        order: Int64Array,
+        entity_code: Int64Array,
+        entity_ids: npt.NDArray[np.object_],
+        year: Int64Array,
+        contiguous: bool,
+    ) -> Grouping:
+        n = len(raw)
         sorted_raw = raw if contiguous else raw[order]
         boundary = np.empty(n, np.bool_)
         boundary[0] = True
         np.not_equal(sorted_raw[1:], sorted_raw[:-1], out=boundary[1:])
-        starts = np.flatnonzero(boundary).astype(np.int64)
+        starts = np.flatnonzero(boundary)
         group_sorted = np.cumsum(boundary) - 1
         if contiguous:
             group = group_sorted
@@ -112,13 +135,15 @@ class Grouping:
         out[self.order] = running
         return out
 
-    def totals(self, values: Int64Array) -> Int64Array:
+    def totals(self, values: Int64Array | npt.NDArray[np.bool_]) -> Int64Array:
         """Per group: the sum of `values`."""
         if len(values) == 0:
             return np.zeros(0, np.int64)
         if self.singletons:
             return values[self.order].astype(np.int64)
-        return np.add.reduceat(values if self.contiguous else values[self.order], self.starts).astype(np.int64)
+        ordered = values if self.contiguous else values[self.order]
+        result: Int64Array = np.add.reduceat(ordered, self.starts, dtype=np.int64)
+        return result
 
     def starting(self, key: str, snapshot: Snapshot) -> tuple[Int64Array, Int64Array, Int64Array]:
         """The snapshot's (base, paid, claims) for each group, zero where it has none."""
@@ -136,15 +161,52 @@ class Grouping:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class KeyColumns:
-    """The values of one accumulator key after a batch, for the groups the batch touched. Entity ids and
-    years stay in the grouping's arrays until asked for: a province-year touches millions of groups."""
+    """The values of one accumulator key after a batch, for the groups the batch touched.
+
+    Built from the per-claim amounts and summed per group only when first asked for: a province-year
+    touches millions of groups, and a simulation that only wants payments never asks.
+    """
 
     key: str
     grouping: Grouping
-    index: Int64Array  # groups of `grouping`
-    base: Int64Array
-    paid: Int64Array
-    claims: Int64Array
+    start: tuple[Int64Array, Int64Array, Int64Array]  # per group: base, paid, claims before the batch
+    entering: Int64Array  # per claim: what entered the accumulator's base (0 for claims outside it)
+    paid_per_claim: Int64Array  # per claim: what the fund paid under this accumulator
+    members: npt.NDArray[np.bool_]  # per claim: counted in this accumulator
+    _sums: list[tuple[Int64Array, Int64Array, Int64Array, Int64Array]] = field(default_factory=list)
+
+    def _summed(self) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
+        if not self._sums:
+            g = self.grouping
+            count = g.totals(self.members)
+            index = np.flatnonzero(count)
+            start_base, start_paid, start_claims = self.start
+            self._sums.append(
+                (
+                    index,
+                    (start_base + g.totals(self.entering))[index],
+                    (start_paid + g.totals(self.paid_per_claim))[index],
+                    (start_claims + count)[index],
+                )
+            )
+        return self._sums[0]
+
+    @property
+    def index(self) -> Int64Array:
+        """Groups of `grouping` that the batch moved."""
+        return self._summed()[0]
+
+    @property
+    def base(self) -> Int64Array:
+        return self._summed()[1]
+
+    @property
+    def paid(self) -> Int64Array:
+        return self._summed()[2]
+
+    @property
+    def claims(self) -> Int64Array:
+        return self._summed()[3]
 
 
 class AccumulatorTable:

@@ -138,6 +138,12 @@ class _Tables:
     keys: tuple[AccumulatorSpec, ...]
     uniform_cap: tuple[bool, ...]  # per key: one annual cap for every claim, so no claim-by-claim walk
     all_listed: bool  # every bucket has a disease list: a claim may fall in none
+    shared_bands: bool  # every bucket has the same band edges
+    # What this tier never uses, so that a batch skips the work: thresholds, a lower deductible for later
+    # admissions, per-claim caps.
+    has_threshold: bool
+    has_later_deductible: bool
+    has_claim_cap: bool
 
 
 _tables_cache: weakref.WeakKeyDictionary[TierPlan, _Tables] = weakref.WeakKeyDictionary()
@@ -145,8 +151,9 @@ _tables_cache: weakref.WeakKeyDictionary[TierPlan, _Tables] = weakref.WeakKeyDic
 
 def eligibility_index(b: ClaimBatch) -> Int64Array:
     """One integer per claim encoding everything eligibility depends on; a tier's reason is one lookup."""
-    columns = (b.scheme, b.visit, b.level, b.category, b.approval.astype(np.int64), b.third_party.astype(np.int64))
-    index: Int64Array = np.ravel_multi_index(columns, _ELIGIBILITY_SHAPE)
+    _, v, lv, c, a, t = _ELIGIBILITY_SHAPE
+    index: Int64Array = ((((b.scheme * v + b.visit) * lv + b.level) * c + b.category) * a + b.approval) * t
+    index += b.third_party
     return index
 
 
@@ -204,6 +211,14 @@ def _tables(tier: TierPlan) -> _Tables:
         keys=tuple(keys),
         uniform_cap=uniform,
         all_listed=bool(buckets) and all(b.disease_list is not None for b in buckets),
+        shared_bands=all(
+            np.array_equal(pad(b.band_low, NO_CAP), pad(buckets[0].band_low, NO_CAP))
+            and np.array_equal(pad(b.band_high - b.band_low, 0), pad(buckets[0].band_high - buckets[0].band_low, 0))
+            for b in buckets
+        ),
+        has_threshold=any(bool(b.threshold.any()) for b in buckets),
+        has_later_deductible=any(not np.array_equal(b.deductible_first, b.deductible_later) for b in buckets),
+        has_claim_cap=any(bool((b.claim_cap < NO_CAP).any()) for b in buckets),
     )
     _tables_cache[tier] = tables
     return tables
@@ -223,6 +238,8 @@ def _annual_cap(
     if grouping.singletons:
         return np.minimum(raw, np.maximum(cap - start, 0)), start
     before_raw = grouping.exclusive_cumsum(raw)
+    if uniform and (len(cap) == 0 or cap[0] >= NO_CAP):  # no annual cap: the fund pays the raw amounts
+        return raw, start + before_raw
     varying = np.zeros(0, np.bool_)
     if uniform:
         group_cap = np.full(len(grouping), cap[0], np.int64)
@@ -275,12 +292,16 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
 
     scope_amount = ctx.in_scope if tier.scope == "in_scope" else b.total
     base = np.maximum(scope_amount - paid_so_far, 0)
-    eligible = reason == 0
-    below_threshold = eligible & (base < params[:, _THRESHOLD]) & (base > 0)  # base 0: nothing_left
-    reason[below_threshold] = _R["below_threshold"]
-    active = eligible & ~below_threshold
+    active = reason == 0
+    if tables.has_threshold:
+        below_threshold = active & (base < params[:, _THRESHOLD]) & (base > 0)  # base 0: nothing_left
+        reason[below_threshold] = _R["below_threshold"]
+        active &= ~below_threshold
 
-    claim_deductible = np.where(ctx.later_admission, params[:, _DED_LATER], params[:, _DED_FIRST])
+    if tables.has_later_deductible:
+        claim_deductible = np.where(ctx.later_admission, params[:, _DED_LATER], params[:, _DED_FIRST])
+    else:
+        claim_deductible = params[:, _DED_FIRST]
     # Multiplying by a mask keeps the value where the mask holds and gives 0 elsewhere.
     entering = np.maximum(base - claim_deductible, 0) * active
     trace = ctx.trace
@@ -291,8 +312,12 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
         raw = np.zeros(n, np.int64)
         limited_by_claim_cap = np.zeros(n, np.bool_)
     else:
-        raw = np.minimum(round_div(entering * ratio[:, 0], RATIO_SCALE, tier.rounding), claim_cap)
-        limited_by_claim_cap = active & (raw == claim_cap) & (claim_cap < NO_CAP) & (entering > 0)
+        raw = round_div(entering * ratio[:, 0], RATIO_SCALE, tier.rounding)
+        if tables.has_claim_cap:
+            limited_by_claim_cap = active & (raw > claim_cap)
+            raw = np.minimum(raw, claim_cap)
+        else:
+            limited_by_claim_cap = np.zeros(n, np.bool_)
     key_index = tables.key_of_bucket[bucket]
     pay = raw * (key_index < 0)  # claims whose bucket keeps no accumulator; the others are paid per key below
     acc_base_before = acc_paid_before = cap_left = np.zeros(0, np.int64)
@@ -327,17 +352,8 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
             acc_paid_before = acc_paid_before + paid_before * members
             capped_members = members & (annual_cap < NO_CAP)
             cap_left = np.where(capped_members, np.maximum(annual_cap - paid_before, 0), cap_left)
-        count = grouping.totals(members.astype(np.int64))
-        touched = np.flatnonzero(count)
         tables_out.append(
-            KeyColumns(
-                key=spec.key,
-                grouping=grouping,
-                index=touched,
-                base=(start_base + grouping.totals(member_entering))[touched],
-                paid=(start_paid + grouping.totals(key_pay))[touched],
-                claims=(start_claims + count)[touched],
-            )
+            KeyColumns(spec.key, grouping, (start_base, start_paid, start_claims), member_entering, key_pay, members)
         )
 
     pay = pay * active
@@ -373,10 +389,14 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
 
 def _banded_value(tables: _Tables, k: Int64Array, ratio: Int64Array, above: Int64Array, tier: TierPlan) -> Int64Array:
     """P(E) = round(sum over bands of ratio x the part of `above` inside the band), rounded once."""
-    low = tables.band_low[k]  # (n, b)
-    width = tables.band_width[k]
-    inside = np.clip(above[:, None] - low, 0, width)
-    numerator = (inside * ratio).sum(axis=1)
+    numerator = np.zeros(len(above), np.int64)
+    for band in range(tables.band_low.shape[1]):
+        if tables.shared_bands:  # one set of band edges for every bucket: edges are plain numbers
+            low, width = int(tables.band_low[0, band]), int(tables.band_width[0, band])
+            inside = np.minimum(np.maximum(above - low, 0), width)
+        else:
+            inside = np.minimum(np.maximum(above - tables.band_low[k, band], 0), tables.band_width[k, band])
+        numerator += inside * ratio[:, band]
     result: Int64Array = round_div(numerator, RATIO_SCALE, tier.rounding)
     return result
 

@@ -52,20 +52,25 @@ class BatchResult:
 def policy_years(days: npt.NDArray[np.datetime64], start: tuple[int, int]) -> Int64Array:
     """Policy year of each date: the calendar year in which its policy year began."""
     month, day = start
-    calendar = days.astype("datetime64[Y]")
+    if len(days) == 0:
+        return np.zeros(0, np.int64)
+    # Work out the year of each distinct day in the batch's span once, then look every claim up in it.
+    first = days.min()
+    span = np.arange(first, days.max() + 1, dtype="datetime64[D]")
+    calendar = span.astype("datetime64[Y]")
     year_start = (calendar.astype("datetime64[M]") + (month - 1)).astype("datetime64[D]") + (day - 1)
-    years = calendar.astype(np.int64) + 1970
-    result: Int64Array = years - (days < year_start)
+    table = calendar.astype(np.int64) + 1970 - (span < year_start)
+    result: Int64Array = table[(days - first).view(np.int64)]
     return result
 
 
 def settlement_rank(batch: ClaimBatch) -> Int64Array:
     """Each claim's position in settlement order: by settlement time, ties broken by claim id."""
     n = len(batch)
-    time = batch.settled_at.astype(np.int64)
+    time = batch.settled_at.view(np.int64)
     if n <= 1 or bool((time[1:] > time[:-1]).all()):
         return np.arange(n, dtype=np.int64)
-    order = np.argsort(time, kind="stable")
+    order = np.argsort(time)  # ties are put in claim-id order below, so the sort need not be stable
     sorted_time = time[order]
     tie = sorted_time[1:] == sorted_time[:-1]
     if tie.any():
@@ -107,24 +112,32 @@ def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: 
     """
     _check_in_force(plan, batch)
     snapshot: Snapshot = start or {}
-    rank = settlement_rank(batch)
     year = policy_years(batch.discharged_on, plan.policy_year_start)
+    time = batch.settled_at.view(np.int64)
+    ranks: list[Int64Array] = []
+
+    def rank() -> Int64Array:  # computed at most once, and only when some grouping needs sorting
+        if not ranks:
+            ranks.append(settlement_rank(batch))
+        return ranks[0]
+
     # Put the claims in (person, policy year, settlement) order, so that every person-year is a run of
     # consecutive claims and its year-to-date sums are plain cumulative sums.
-    by_person = Grouping.build(batch.person, batch.person_ids, year, rank)
+    by_person = Grouping.build(batch.person, batch.person_ids, year, time, rank)
     if by_person.contiguous:
         order, in_order = None, batch
     else:
         order = by_person.order
-        in_order, year, rank = batch.take(order, with_ids=False), year[order], rank[order]
-        by_person = Grouping.build(in_order.person, in_order.person_ids, year, rank)
+        in_order, year, time = batch.take(order, with_ids=False), year[order], time[order]
+        ranks[:] = [rank()[order]] if ranks else []
+        by_person = Grouping.build(in_order.person, in_order.person_ids, year, time, rank)
     groupings: dict[Per, Grouping] = {"person": by_person}
     if any(spec.per == "household" for spec in plan.accumulators.values()):
-        groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year, rank)
+        groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year, time, rank)
 
     # First or later inpatient admission of the person in the policy year (per-claim deductibles).
     by_person = groupings["person"]
-    inpatient = (in_order.visit == _INPATIENT).astype(np.int64)
+    inpatient = (in_order.visit == _INPATIENT).view(np.int8).astype(np.int64)
     _, _, start_admissions = by_person.starting(ADMISSIONS_KEY, snapshot)
     admissions_before = start_admissions[by_person.group] + by_person.exclusive_cumsum(inpatient)
     later = (inpatient == 1) & (admissions_before >= 1)
@@ -137,10 +150,11 @@ def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: 
         paid_so_far = paid_so_far + result.paid
         columns.append(result)
 
-    count = by_person.totals(inpatient)
-    moved = np.flatnonzero(count)
-    zeros = np.zeros(len(moved), np.int64)
-    admissions = KeyColumns(ADMISSIONS_KEY, by_person, moved, zeros, zeros, (start_admissions + count)[moved])
+    zeros = np.zeros(len(by_person), np.int64)
+    zero_claims = np.zeros(len(batch), np.int64)
+    admissions = KeyColumns(
+        ADMISSIONS_KEY, by_person, (zeros, zeros, start_admissions), zero_claims, zero_claims, inpatient == 1
+    )
     accumulators = AccumulatorTable([admissions, *(part for c in columns for part in c.accumulators)])
 
     if order is None:
