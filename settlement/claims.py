@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +41,18 @@ from settlement.codes import (
 )
 from settlement.diseases import normalise_icd10
 from settlement.errors import ClaimError, FieldError, field_errors
-from settlement.money import MAX_AMOUNT_FEN, MoneyError, fen_from_decimal, parse_yuan
+from settlement.money import (
+    MAX_AMOUNT_FEN,
+    RATIO_SCALE,
+    MoneyError,
+    fen_from_decimal,
+    parse_ratio,
+    parse_yuan,
+    ratio_decimal,
+    ratio_from_decimal,
+    round_div,
+    yuan,
+)
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -58,6 +69,90 @@ class Grant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     payer: Annotated[str, Field(min_length=1, max_length=100)]
     amount: Yuan
+
+
+def _quantity(value: object) -> Decimal:
+    """A positive quantity with at most four decimals (0.5 g, 3 days, 12 tablets)."""
+    ten_thousandths = _ten_thousandths(value)
+    if ten_thousandths == 0:
+        raise ValueError("quantity must be above 0")
+    return Decimal(ten_thousandths) / QUANTITY_SCALE
+
+
+QUANTITY_SCALE = 10_000
+
+
+def _ten_thousandths(value: object) -> int:
+    """Text or a number with at most four decimals, not negative -> ten-thousandths (no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError("must be a decimal number written as text or an integer")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not number.is_finite() or number < 0:
+        raise ValueError(f"{value!r} must be a finite number, not negative")
+    scaled = number * QUANTITY_SCALE
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value!r} has more than four decimal places")
+    if scaled > 10**12:
+        raise ValueError(f"{value!r} is too large")
+    return int(scaled)
+
+
+def _share(value: object) -> Decimal:
+    return ratio_decimal(parse_ratio(value))
+
+
+Share = Annotated[Decimal, BeforeValidator(_share)]
+"""A ratio in [0, 1] with at most four decimals."""
+
+
+class LineItem(BaseModel):
+    """One line of the bill (费用明细). Its class decides who pays: 甲 (A) is fully in the policy scope; 乙 (B)
+    is in scope after the patient's first share (先行自付, `self_pay_ratio`); 丙 (C) is outside every list
+    and fully self-paid. Above a price limit (最高限价) the excess is over-limit self-pay (超限价自费)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    item_class: Literal["A", "B", "C"]
+    quantity: Annotated[Decimal, BeforeValidator(_quantity)]
+    unit_price: Yuan
+    price_limit: Yuan | None = None
+    self_pay_ratio: (
+        Annotated[Decimal, BeforeValidator(lambda v: ratio_decimal(parse_ratio(v, "self_pay_ratio")))] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _b_needs_share(self) -> LineItem:
+        if self.item_class == "B" and self.self_pay_ratio is None:
+            raise ValueError("a class B (乙类) item needs self_pay_ratio, the patient's first share")
+        if self.item_class != "B" and self.self_pay_ratio is not None:
+            raise ValueError("self_pay_ratio applies to class B (乙类) items only")
+        return self
+
+
+def amounts_from_items(items: Sequence[LineItem]) -> dict[str, Decimal]:
+    """total, fully_self_paid, over_limit_self_paid and pre_self_paid of an itemised bill. Each product is
+    rounded once, half up, to the fen (a bill's lines are priced as the hospital prints them)."""
+    total = fully = over = pre = 0
+    for item in items:
+        quantity = int(item.quantity * QUANTITY_SCALE)
+        price = fen_from_decimal(item.unit_price)
+        amount = round_div(price * quantity, QUANTITY_SCALE, "half_up")
+        total += amount
+        if item.item_class == "C":
+            fully += amount
+            continue
+        excess = 0
+        if item.price_limit is not None and price > fen_from_decimal(item.price_limit):
+            excess = round_div((price - fen_from_decimal(item.price_limit)) * quantity, QUANTITY_SCALE, "half_up")
+        over += excess
+        if item.item_class == "B":
+            assert item.self_pay_ratio is not None  # the model requires it
+            pre += round_div((amount - excess) * ratio_from_decimal(item.self_pay_ratio), RATIO_SCALE, "half_up")
+    names = ("total", "fully_self_paid", "over_limit_self_paid", "pre_self_paid")
+    return {name: yuan(fen) for name, fen in zip(names, (total, fully, over, pre), strict=True)}
 
 
 class Claim(BaseModel):
@@ -84,12 +179,26 @@ class Claim(BaseModel):
     third_party_liability: StrictBool = False
     assistance_approval: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     grants: Annotated[list[Grant], Field(max_length=20)] = []
+    line_items: Annotated[list[LineItem], Field(min_length=1, max_length=2000)] | None = None
+    """When the bill is itemised, the four amounts are derived from its lines (and must match if given)."""
 
     @field_validator("settled_at")
     @classmethod
     def _naive_time(cls, value: dt.datetime | None) -> dt.datetime | None:
         # Settlement times are local (Beijing) wall-clock times, as the national platform writes them.
         return value.replace(tzinfo=None) if value is not None else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amounts_from_items(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("line_items") is not None and "total" not in data:
+            try:
+                items = [LineItem.model_validate(item) for item in data["line_items"]]
+            except (ValidationError, TypeError):
+                return data  # the field's own validation reports what is wrong with the lines
+            derived = {name: str(value) for name, value in amounts_from_items(items).items()}
+            return {**data, **derived}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
@@ -131,6 +240,17 @@ def cross_field_problems(data: Mapping[str, Any]) -> list[FieldError]:
                     f"({total}): the in-scope amount would be negative",
                 )
             )
+    items = data.get("line_items")
+    if isinstance(items, list) and items and total is not None:
+        try:
+            derived = amounts_from_items([LineItem.model_validate(item) for item in items])
+        except (ValidationError, TypeError):
+            derived = None  # the lines' own errors say what is wrong
+        if derived is not None:
+            given = {name: _yuan(data.get(name, "0")) for name in derived}
+            differ = [f"{k} {given[k]} (the lines give {v})" for k, v in derived.items() if given[k] != v]
+            if differ:
+                problems.append(FieldError("line_items", "the amounts do not match the lines: " + ", ".join(differ)))
     grants = data.get("grants")
     if isinstance(grants, list):
         amounts = [_yuan(g.get("amount") if isinstance(g, Mapping) else getattr(g, "amount", None)) for g in grants]
@@ -141,6 +261,7 @@ def cross_field_problems(data: Mapping[str, Any]) -> list[FieldError]:
 
 
 _SELF_PAID = ("fully_self_paid", "over_limit_self_paid", "pre_self_paid")
+_AMOUNT_FIELDS = ("total", *_SELF_PAID)
 
 
 def _yuan(raw: object) -> Decimal | None:
@@ -165,6 +286,10 @@ def parse_claim(data: object, where: str = "") -> Claim:
         return Claim.model_validate(data)
     except ValidationError as err:
         errors = [e for e in field_errors(err, where) if e.field != (where or "claim")]
+        if isinstance(data, Mapping) and data.get("line_items") is not None:
+            # An itemised bill whose lines are invalid has no derived amounts: say so once, on the lines.
+            derived_fields = {f"{where}.{name}" if where else name for name in _AMOUNT_FIELDS}
+            errors = [e for e in errors if not (e.field in derived_fields and e.message == "is required")]
         whole = [e for e in field_errors(err, where) if e.field == (where or "claim")]
         if isinstance(data, Mapping):
             errors += [

@@ -7,10 +7,9 @@ field names (`setlinfo`, `setldetail`) so that a HIS integrator or a finance cle
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any, Final
-
-import numpy as np
 
 from settlement.codes import (
     CATEGORIES,
@@ -32,16 +31,16 @@ MED_TYPE: Final = {"inpatient": "21", "chronic_outpatient": "14", "outpatient": 
 SETL_PROC_INFO_LIMIT: Final = 4000
 
 
-def _money(fen: int | np.integer[Any]) -> str:
-    return format_yuan(int(fen))
+def _money(fen: int) -> str:
+    return format_yuan(fen)
 
 
-def _cap(fen: int | np.integer[Any]) -> str | None:
-    return None if int(fen) >= NO_CAP else format_yuan(int(fen))
+def _cap(fen: int) -> str | None:
+    return None if fen >= NO_CAP else format_yuan(fen)
 
 
-def _ratio(value: int | np.integer[Any]) -> str:
-    return str(ratio_decimal(int(value)))
+def _ratio(value: int) -> str:
+    return str(ratio_decimal(value))
 
 
 def _bands(bucket: BucketPlan, category: int, level: int) -> list[dict[str, str | None]]:
@@ -58,7 +57,7 @@ def _bands(bucket: BucketPlan, category: int, level: int) -> list[dict[str, str 
 
 def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: int, year: int) -> dict[str, Any]:
     batch = result.batch
-    reason = REASONS[int(columns.reason[i])]
+    reason = REASONS[columns.reason.item(i)]
     record: dict[str, Any] = {
         "tier": tier.id,
         "name": tier.name,
@@ -70,7 +69,7 @@ def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: i
         "rounding": tier.rounding,
         "eligible": reason not in EXCLUSIONS,
         "reason": reason,
-        "paid": _money(columns.paid[i]),
+        "paid": _money(columns.paid.item(i)),
     }
     if columns.base is None:
         return record
@@ -79,17 +78,17 @@ def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: i
     record.update(
         scope=tier.scope,
         basis=tier.basis,
-        base=_money(columns.base[i]),
-        deductible=_money(columns.deductible[i]),
-        ratio=_ratio(columns.ratio[i]),
-        cap_per_claim=_cap(columns.claim_cap[i]),
-        annual_cap_left=_cap(columns.cap_left[i]),
+        base=_money(columns.base.item(i)),
+        deductible=_money(columns.deductible.item(i)),
+        ratio=_ratio(columns.ratio.item(i)),
+        cap_per_claim=_cap(columns.claim_cap.item(i)),
+        annual_cap_left=_cap(columns.cap_left.item(i)),
     )
     references = list(tier.references)
-    bucket_index = int(columns.bucket[i])
+    bucket_index = columns.bucket.item(i)
     if tier.buckets and bucket_index >= 0:
         bucket = tier.buckets[bucket_index]
-        category, level = int(batch.category[i]), int(batch.level[i])
+        category, level = batch.category.item(i), batch.level.item(i)
         references = list(bucket.references)
         record["bucket"] = bucket.id
         record["bucket_name"] = bucket.name
@@ -109,16 +108,25 @@ def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: i
                 "per": spec.per,
                 "entity": str(entity[code[i]]),
                 "year": year,
-                "base_before": _money(columns.acc_base_before[i]),
-                "base_after": _money(columns.acc_base_after[i]),
-                "paid_before": _money(columns.acc_paid_before[i]),
-                "paid_after": _money(columns.acc_paid_after[i]),
+                "base_before": _money(columns.acc_base_before.item(i)),
+                "base_after": _money(columns.acc_base_after.item(i)),
+                "paid_before": _money(columns.acc_paid_before.item(i)),
+                "paid_after": _money(columns.acc_paid_after.item(i)),
             }
     record["references"] = [_reference(ref) for ref in references]
     return record
 
 
+@functools.lru_cache(maxsize=4096)
+def _reference_cached(ref: ClauseRef) -> tuple[tuple[str, Any], ...]:
+    return tuple(_reference_fields(ref).items())
+
+
 def _reference(ref: ClauseRef) -> dict[str, Any]:
+    return dict(_reference_cached(ref))
+
+
+def _reference_fields(ref: ClauseRef) -> dict[str, Any]:
     out: dict[str, Any] = {"parameter": ref.parameter, "document": ref.document}
     for name in ("article", "url", "note"):
         value = getattr(ref, name)
@@ -147,36 +155,36 @@ def explain(result: BatchResult, i: int) -> dict[str, Any]:
     """Claim i of a batch result as a settlement record (amounts as yuan text)."""
     batch = result.batch
     plan = result.plan
-    year = int(result.year[i])
+    year = result.year.item(i)
     tiers = [
         _tier_record(tier, columns, result, i, year) for tier, columns in zip(plan.tiers, result.tiers, strict=True)
     ]
-    total = int(batch.total[i])
-    in_scope = int(batch.in_scope[i])
-    fund_paid = sum(int(c.paid[i]) for c in result.tiers)
+    total = batch.total.item(i)
+    in_scope = batch.in_scope.item(i)
+    fund_paid = sum(c.paid.item(i) for c in result.tiers)
     by_field = dict.fromkeys(NHSA_FUND_FIELDS, 0)
     deductible_paid = 0
     pool_ratio = 0
     first_basic = True
     for tier, columns in zip(plan.tiers, result.tiers, strict=True):
-        by_field[tier.nhsa_field] += int(columns.paid[i])
+        by_field[tier.nhsa_field] += columns.paid.item(i)
         if tier.stage == "basic_insurance" and columns.deductible is not None and columns.ratio is not None:
-            deductible_paid += int(columns.deductible[i])
+            deductible_paid += columns.deductible.item(i)
             if first_basic:
-                pool_ratio = int(columns.ratio[i]) if int(columns.paid[i]) > 0 else 0
+                pool_ratio = columns.ratio.item(i) if columns.paid.item(i) > 0 else 0
                 first_basic = False
     burden = total - fund_paid
-    scheme = SCHEMES[int(batch.scheme[i])]
+    scheme = SCHEMES[batch.scheme.item(i)]
     setlinfo = {
         "psn_no": str(batch.person_ids[batch.person[i]]),
         "insutype": INSUTYPE[scheme],
-        "med_type": MED_TYPE[VISIT_TYPES[int(batch.visit[i])]],
+        "med_type": MED_TYPE[VISIT_TYPES[batch.visit.item(i)]],
         "medins_setl_id": str(batch.claim_id[i]),
         "setl_time": str(batch.settled_at[i].astype("datetime64[s]")).replace("T", " "),
         "medfee_sumamt": _money(total),
-        "fulamt_ownpay_amt": _money(batch.fully_self_paid[i]),
-        "overlmt_selfpay": _money(batch.over_limit_self_paid[i]),
-        "preselfpay_amt": _money(batch.pre_self_paid[i]),
+        "fulamt_ownpay_amt": _money(batch.fully_self_paid.item(i)),
+        "overlmt_selfpay": _money(batch.over_limit_self_paid.item(i)),
+        "preselfpay_amt": _money(batch.pre_self_paid.item(i)),
         "inscp_scp_amt": _money(in_scope),
         "act_pay_dedc": _money(deductible_paid),
         **{name: _money(by_field[name]) for name in NHSA_FUND_FIELDS},
@@ -189,25 +197,25 @@ def explain(result: BatchResult, i: int) -> dict[str, Any]:
     }
     setldetail = []
     for tier, columns, record in zip(plan.tiers, result.tiers, tiers, strict=True):
-        if int(columns.paid[i]) == 0:
+        if columns.paid.item(i) == 0:
             continue
-        limit = int(columns.paid[i])
+        limit = columns.paid.item(i)
         if columns.base is not None and columns.claim_cap is not None and columns.cap_left is not None:
-            limit = min(int(columns.base[i]), int(columns.claim_cap[i]), int(columns.cap_left[i]))
+            limit = min(columns.base.item(i), columns.claim_cap.item(i), columns.cap_left.item(i))
         setldetail.append(
             {
                 "fund_pay_type": tier.fund_pay_type,
                 "fund_pay_type_name": tier.fund_name,
-                "inscp_scp_amt": _money(columns.base[i]) if columns.base is not None else _money(in_scope),
+                "inscp_scp_amt": _money(columns.base.item(i)) if columns.base is not None else _money(in_scope),
                 "crt_payb_lmt_amt": _money(limit),
-                "fund_payamt": _money(columns.paid[i]),
+                "fund_payamt": _money(columns.paid.item(i)),
                 "setl_proc_info": _proc_info(record),
             }
         )
     grants = []
     claims = batch.claims
     if claims is not None:
-        left = next((int(c.paid[i]) for t, c in zip(plan.tiers, result.tiers, strict=True) if t.stage == "grants"), 0)
+        left = next((c.paid.item(i) for t, c in zip(plan.tiers, result.tiers, strict=True) if t.stage == "grants"), 0)
         for grant in claims[i].grants:
             share = min(left, fen_from_decimal(grant.amount))
             left -= share
@@ -216,18 +224,18 @@ def explain(result: BatchResult, i: int) -> dict[str, Any]:
         "claim_id": str(batch.claim_id[i]),
         "person_id": str(batch.person_ids[batch.person[i]]),
         "household_id": str(batch.household_ids[batch.household[i]]),
-        "category": CATEGORIES[int(batch.category[i])],
+        "category": CATEGORIES[batch.category.item(i)],
         "insurance_scheme": scheme,
-        "visit_type": VISIT_TYPES[int(batch.visit[i])],
-        "hospital_level": HOSPITAL_LEVELS[int(batch.level[i])],
+        "visit_type": VISIT_TYPES[batch.visit.item(i)],
+        "hospital_level": HOSPITAL_LEVELS[batch.level.item(i)],
         "policy": {"id": plan.policy_id, "version": plan.version, "region": plan.region, "title": plan.title},
         "policy_year": year,
-        "inpatient_admissions_before": int(result.admissions_before[i]),
+        "inpatient_admissions_before": result.admissions_before.item(i),
         "amounts": {
             "total": _money(total),
-            "fully_self_paid": _money(batch.fully_self_paid[i]),
-            "over_limit_self_paid": _money(batch.over_limit_self_paid[i]),
-            "pre_self_paid": _money(batch.pre_self_paid[i]),
+            "fully_self_paid": _money(batch.fully_self_paid.item(i)),
+            "over_limit_self_paid": _money(batch.over_limit_self_paid.item(i)),
+            "pre_self_paid": _money(batch.pre_self_paid.item(i)),
             "in_scope": _money(in_scope),
         },
         "tiers": tiers,

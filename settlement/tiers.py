@@ -358,10 +358,13 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
 
     pay = pay * active
     unpaid = active & (pay == 0)
-    reason[unpaid & (base == 0)] = _R["nothing_left"]
-    reason[unpaid & (base > 0) & (raw == 0)] = _R["below_deductible"]
-    reason[unpaid & (raw > 0)] = _R["cap_reached"]
-    reason[active & (pay > 0) & ((pay < raw) | limited_by_claim_cap)] = _R["capped"]
+    if unpaid.any():
+        reason[unpaid & (base == 0)] = _R["nothing_left"]
+        reason[unpaid & (base > 0) & (raw == 0)] = _R["below_deductible"]
+        reason[unpaid & (raw > 0)] = _R["cap_reached"]
+    held_down = (pay < raw) | limited_by_claim_cap
+    if held_down.any():
+        reason[active & (pay > 0) & held_down] = _R["capped"]
 
     if not trace:
         return TierColumns(paid=pay, reason=reason, accumulators=tables_out)
@@ -406,9 +409,8 @@ def _marginal_ratio(
 ) -> Int64Array:
     """The ratio of the band the claim starts in (for the trace; the payment uses every band it crosses)."""
     above = e_before - deductible
-    low = tables.band_low[k]
-    index = np.maximum((above[:, None] >= low).sum(axis=1) - 1, 0)
-    result: Int64Array = np.take_along_axis(ratio, index[:, None], axis=1)[:, 0]
+    index = np.maximum((above[:, None] >= tables.band_low[k]).sum(axis=1) - 1, 0)
+    result: Int64Array = ratio[np.arange(len(above)), index]
     return result
 
 
