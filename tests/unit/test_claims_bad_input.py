@@ -110,7 +110,8 @@ BAD_CLAIMS: list[tuple[str, dict[str, object], str, str]] = [
         "inexact float",
         {"total": 12.1},
         "claims[0].total",
-        'amount arrived as a binary floating-point number, which cannot hold 12.1 exactly; send it as text, e.g. "12.1"',
+        "amount arrived as a binary floating-point number, which cannot hold 12.1 exactly; "
+        'send it as text, e.g. "12.1"',
     ),
     ("boolean amount", {"total": True}, "claims[0].total", "amount must be a number, not true/false"),
     (

@@ -79,7 +79,8 @@ def test_parse_amount_accepts(value: object, fen: int) -> None:
         (False, "amount must be a number, not true/false"),
         (
             12.1,
-            'amount arrived as a binary floating-point number, which cannot hold 12.1 exactly; send it as text, e.g. "12.1"',
+            "amount arrived as a binary floating-point number, which cannot hold 12.1 exactly; "
+            'send it as text, e.g. "12.1"',
         ),
         (float("nan"), "amount is not a finite number"),
         (float("inf"), "amount is not a finite number"),
@@ -148,7 +149,11 @@ def test_parse_yuan_keeps_yuan_with_two_places(value: object, expected: str) -> 
     [
         ("1.234", "total 1.234 has more than two decimal places; amounts are in yuan to the fen"),
         ("-1", "total '-1' must not be negative"),
-        (12.1, 'total arrived as a binary floating-point number, which cannot hold 12.1 exactly; send it as text, e.g. "12.1"'),
+        (
+            12.1,
+            "total arrived as a binary floating-point number, which cannot hold 12.1 exactly; "
+            'send it as text, e.g. "12.1"',
+        ),
     ],
     ids=repr,
 )
@@ -194,7 +199,11 @@ def test_parse_ratio_accepts(value: object, ten_thousandths: int) -> None:
         ("0.12345", "ratio 0.12345 has more than four decimal places"),
         ("0.60000", "ratio 0.60000 has more than four decimal places"),
         (Decimal("0.00001"), "ratio 0.00001 has more than four decimal places"),
-        (0.6, 'ratio arrived as a binary floating-point number, which cannot hold 0.6 exactly; send it as text, e.g. "0.6"'),
+        (
+            0.6,
+            "ratio arrived as a binary floating-point number, which cannot hold 0.6 exactly; "
+            'send it as text, e.g. "0.6"',
+        ),
         (True, "ratio must be a number, not true/false"),
         ("NaN", "ratio 'NaN' is not a finite number"),
         ("1e-1", "ratio '1e-1' uses exponent notation; write plain digits like 1000.00"),
