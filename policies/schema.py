@@ -115,6 +115,13 @@ def _bands_in_order(bands: list[Band] | None) -> list[Band] | None:
                 )
     if bands[-1].to is not None:
         problems.append("the last band must be open-ended (no `to`)")
+    for i in range(1, len(bands)):
+        if bands[i].ratio < bands[i - 1].ratio:
+            # Falling bands would let a lower deductible or a category change pay a person less.
+            problems.append(
+                f"bands must be progressive (分段累进): band {i} has ratio {bands[i].ratio}, "
+                f"below band {i - 1}'s {bands[i - 1].ratio}"
+            )
     if problems:
         raise ValueError("; ".join(problems))
     return bands
@@ -246,6 +253,11 @@ class Tier(Parameters):
                     if params.deductible is not None and params.deductible.basis == "annual":
                         problems.append(f"{where}an annual deductible needs `basis: annual`")
                 else:
+                    if ratio is not None and ratio.by_level:
+                        problems.append(
+                            f"{where}`basis: annual` sums a person's year across hospitals, so its ratio cannot "
+                            "depend on one claim's hospital level (by_level); use `basis: per_claim`"
+                        )
                     if params.caps is not None and params.caps.per_claim is not None:
                         problems.append(
                             f"{where}`basis: annual` computes on year-to-date sums; a per-claim cap would "

@@ -136,7 +136,7 @@ class _Tables:
     eligibility: npt.NDArray[np.int8]  # reason code per eligibility index (see eligibility_index)
     key_of_bucket: Int64Array  # (k + 1,): accumulator index per bucket; the last entry (-1) for "no bucket"
     keys: tuple[AccumulatorSpec, ...]
-    uniform_cap: tuple[bool, ...]  # per key: one annual cap for every claim, so no claim-by-claim walk
+    uniform_cap: tuple[int | None, ...]  # per key: the one annual cap of all its buckets, or None if they differ
     all_listed: bool  # every bucket has a disease list: a claim may fall in none
     shared_bands: bool  # every bucket has the same band edges
     # What this tier never uses, so that a batch skips the work: thresholds, a lower deductible for later
@@ -192,10 +192,11 @@ def _tables(tier: TierPlan) -> _Tables:
         if b.accumulator is not None and b.accumulator not in keys:
             keys.append(b.accumulator)
         key_of_bucket.append(keys.index(b.accumulator) if b.accumulator is not None else -1)
-    uniform = tuple(
-        len({int(v) for j, b in enumerate(buckets) if key_of_bucket[j] == i for v in b.annual_cap.ravel()}) <= 1
+    caps_by_key = [
+        {int(v) for j, b in enumerate(buckets) if key_of_bucket[j] == i for v in b.annual_cap.ravel()}
         for i in range(len(keys))
-    )
+    ]
+    uniform = tuple(next(iter(caps)) if len(caps) == 1 else None for caps in caps_by_key)
     empty = np.zeros((0, 1), np.int64)
     tables = _Tables(
         params=np.concatenate(
@@ -230,19 +231,20 @@ def _annual_cap(
     raw: Int64Array,
     cap: Int64Array,
     start_paid: Int64Array,
-    uniform: bool,
+    uniform: int | None,
 ) -> tuple[Int64Array, Int64Array]:
-    """(payment, paid before) per member claim under an annual cap shared by the group."""
+    """(payment, paid before) per member claim under an annual cap shared by the group. `uniform` is the
+    cap when every bucket of this accumulator has the same one (whatever the category or level)."""
     raw = raw * members
     start = start_paid[grouping.group]
     if grouping.singletons:
         return np.minimum(raw, np.maximum(cap - start, 0)), start
     before_raw = grouping.exclusive_cumsum(raw)
-    if uniform and (len(cap) == 0 or cap[0] >= NO_CAP):  # no annual cap: the fund pays the raw amounts
+    if uniform is not None and uniform >= NO_CAP:  # no annual cap: the fund pays the raw amounts
         return raw, start + before_raw
     varying = np.zeros(0, np.bool_)
-    if uniform:
-        group_cap = np.full(len(grouping), cap[0], np.int64)
+    if uniform is not None:
+        group_cap = np.full(len(grouping), uniform, np.int64)
     else:
         # Where the cap is the same for every member of a group, the cap is a clamp on the cumulative sum.
         sorted_cap = np.where(members, cap, -1)[grouping.order]
