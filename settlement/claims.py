@@ -396,31 +396,44 @@ class ClaimBatch:
                 dx_claim.append(i)
                 dx_code.append(k)
 
-        def ints(values: Iterable[int]) -> Int64Array:
-            return np.fromiter(values, np.int64, n)
-
-        def fen(values: Iterable[Decimal]) -> Int64Array:
-            return np.fromiter((fen_from_decimal(v) for v in values), np.int64, n)
-
+        # Every integer column in one array (one row each): one conversion instead of a dozen, which is
+        # most of the cost for the desk's batch of one.
+        rows = np.array(
+            [
+                [SCHEME_CODE[c.insurance_scheme] for c in claims],
+                [CATEGORY_CODE[c.category] for c in claims],
+                [LEVEL_CODE[c.hospital_level] for c in claims],
+                [VISIT_CODE[c.visit_type] for c in claims],
+                [fen_from_decimal(c.total) for c in claims],
+                [fen_from_decimal(c.fully_self_paid) for c in claims],
+                [fen_from_decimal(c.over_limit_self_paid) for c in claims],
+                [fen_from_decimal(c.pre_self_paid) for c in claims],
+                [fen_from_decimal(sum((g.amount for g in c.grants), Decimal(0))) for c in claims],
+                [c.third_party_liability for c in claims],
+                [c.assistance_approval is not None for c in claims],
+            ],
+            dtype=np.int64,
+        ).reshape(11, n)
+        scheme, category, level, visit, total, fully, over, pre, granted, third, approval = rows
         return cls(
             claim_id=np.array([c.claim_id for c in claims], dtype=object),
             person=person,
             person_ids=person_ids,
             household=household,
             household_ids=household_ids,
-            scheme=ints(SCHEME_CODE[c.insurance_scheme] for c in claims),
-            category=ints(CATEGORY_CODE[c.category] for c in claims),
-            level=ints(LEVEL_CODE[c.hospital_level] for c in claims),
-            visit=ints(VISIT_CODE[c.visit_type] for c in claims),
+            scheme=scheme,
+            category=category,
+            level=level,
+            visit=visit,
             discharged_on=np.array([c.discharged_on for c in claims], dtype="datetime64[D]"),
             settled_at=np.array([c.settlement_time for c in claims], dtype="datetime64[us]"),
-            total=fen(c.total for c in claims),
-            fully_self_paid=fen(c.fully_self_paid for c in claims),
-            over_limit_self_paid=fen(c.over_limit_self_paid for c in claims),
-            pre_self_paid=fen(c.pre_self_paid for c in claims),
-            third_party=np.fromiter((c.third_party_liability for c in claims), np.bool_, n),
-            approval=np.fromiter((c.assistance_approval is not None for c in claims), np.bool_, n),
-            grant_total=fen(sum((g.amount for g in c.grants), Decimal(0)) for c in claims),
+            total=total,
+            fully_self_paid=fully,
+            over_limit_self_paid=over,
+            pre_self_paid=pre,
+            third_party=third != 0,
+            approval=approval != 0,
+            grant_total=granted,
             dx_codes=tuple(code_index),
             dx_principal=principal,
             dx_claim=np.array(dx_claim, np.int64),

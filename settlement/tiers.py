@@ -360,12 +360,14 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
 
     pay = pay * active
     unpaid = active & (pay == 0)
-    if unpaid.any():
+    # For a large batch, skip the reason updates when nothing needs them; for a few claims the check
+    # itself would cost more than the updates.
+    if n <= 64 or unpaid.any():
         reason[unpaid & (base == 0)] = _R["nothing_left"]
         reason[unpaid & (base > 0) & (raw == 0)] = _R["below_deductible"]
         reason[unpaid & (raw > 0)] = _R["cap_reached"]
     held_down = (pay < raw) | limited_by_claim_cap
-    if held_down.any():
+    if n <= 64 or held_down.any():
         reason[active & (pay > 0) & held_down] = _R["capped"]
 
     if not trace:
