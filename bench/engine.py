@@ -995,6 +995,24 @@ def profile_batch(plan: Plan, batch: ClaimBatch, top: int = 12) -> dict[str, Any
 # --------------------------------------------------------------------------------------------------------
 
 
+def machine_speed() -> dict[str, float]:
+    """Two reference timings, so that figures from runs on a faster or slower moment can be compared."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    loop = time.perf_counter() - t0
+    a = np.arange(1_000_000, dtype=np.int64)
+    best = min(_timed(lambda: a + a) for _ in range(20))
+    return {"python_loop_10m_s": round(loop, 3), "numpy_add_1m_ms": round(best * 1e3, 3)}
+
+
+def _timed(step: Any) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
 def _row(label: str, value: str, target: str = "", met: bool | None = None) -> str:
     mark = "" if met is None else ("  met" if met else "  NOT MET")
     return f"  {label:<44} {value:>16}   {target}{mark}"
@@ -1018,6 +1036,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"repeat {args.repeat}; {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
     )
     load_start = os.getloadavg()
+    speed = machine_speed()
+    print(
+        f"machine speed now: a 10-million-step Python loop {speed['python_loop_10m_s']:.2f} s, "
+        f"an int64 add of 1M elements {speed['numpy_add_1m_ms']:.2f} ms (this machine's speed varies over time)"
+    )
     plan = load_plan()
     print(f"policy {plan.policy_id}@{plan.version}: " + " -> ".join(t.id for t in plan.tiers))
 
@@ -1134,6 +1157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "load_average_1_5_15_min_at_start": [round(x, 2) for x in load_start],
+            "speed_at_start": speed,
             "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "engine": engine_fingerprint(),
