@@ -202,7 +202,8 @@ class Claim(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
-        problems = cross_field_problems(self.model_dump())
+        fields = ("admitted_on", "discharged_on", *_AMOUNT_FIELDS, "grants", "line_items")
+        problems = cross_field_problems({name: getattr(self, name) for name in fields})
         if problems:
             raise ValueError("; ".join(str(p) for p in problems))
         return self

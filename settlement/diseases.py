@@ -7,6 +7,7 @@ and what lies below it). Matching is done once per distinct code in a batch, nev
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,13 @@ class DiseaseList:
         return self.entry_for(code) is not None
 
     def match_all(self, codes: Sequence[str]) -> list[bool]:
-        return [self.matches(code) for code in codes]
+        return [_matches(self, code) for code in codes]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _matches(disease_list: DiseaseList, code: str) -> bool:
+    """Remembered per list and code: a desk sees the same few thousand codes all day."""
+    return disease_list.matches(code)
 
 
 def codes_in(entries: Iterable[DiseaseEntry]) -> list[str]:

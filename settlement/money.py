@@ -160,10 +160,11 @@ def round_div(numerator: int | npt.NDArray[np.int64], denominator: int, mode: Ro
     `half_up` is 四舍五入 (ties away from zero); `half_even` is banker's rounding, which Jilin's
     medical-assistance system used. Numerators are never negative here: payments and bases are not.
     """
+    if mode == "half_up":
+        # n = q·d + r: adding ⌊d/2⌋ carries into q exactly when r ≥ d/2 (r > d/2 for odd d, where no tie exists).
+        return (numerator + denominator // 2) // denominator
     quotient, remainder = divmod(numerator, denominator)
     twice = remainder * 2
-    if mode == "half_up":
-        return quotient + (twice >= denominator)
     if mode == "half_even":
         return quotient + ((twice > denominator) | ((twice == denominator) & (quotient % 2 == 1)))
     raise ValueError(f"unknown rounding mode {mode!r}")

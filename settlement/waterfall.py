@@ -7,6 +7,8 @@ once (settlement time, then claim id); each tier sees what the tiers before it l
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,17 +53,29 @@ class BatchResult:
 
 def policy_years(days: npt.NDArray[np.datetime64], start: tuple[int, int]) -> Int64Array:
     """Policy year of each date: the calendar year in which its policy year began."""
-    month, day = start
     if len(days) == 0:
         return np.zeros(0, np.int64)
-    # Work out the year of each distinct day in the batch's span once, then look every claim up in it.
-    first = days.min()
-    span = np.arange(first, days.max() + 1, dtype="datetime64[D]")
+    # Look every claim up in a table of the years of the days the batch spans.
+    first, table = _year_table(start, int(days.min().view(np.int64)), int(days.max().view(np.int64)))
+    result: Int64Array = table[days.view(np.int64) - first]
+    return result
+
+
+@functools.lru_cache(maxsize=64)
+def _year_table(start: tuple[int, int], first: int, last: int) -> tuple[int, Int64Array]:
+    """Policy year of each day from `first` to `last` (days since 1970-01-01); cached, as a desk's claims
+    fall in the same few days again and again."""
+    month, day = start
+    span = np.arange(first, last + 1, dtype=np.int64).astype("datetime64[D]")
     calendar = span.astype("datetime64[Y]")
     year_start = (calendar.astype("datetime64[M]") + (month - 1)).astype("datetime64[D]") + (day - 1)
-    table = calendar.astype(np.int64) + 1970 - (span < year_start)
-    result: Int64Array = table[(days - first).view(np.int64)]
-    return result
+    table: Int64Array = calendar.astype(np.int64) + 1970 - (span < year_start)
+    table.flags.writeable = False
+    return first, table
+
+
+def _needs_households(plan: Plan) -> bool:
+    return any(b.accumulator is not None and b.accumulator.per == "household" for t in plan.tiers for b in t.buckets)
 
 
 def settlement_rank(batch: ClaimBatch) -> Int64Array:
@@ -86,11 +100,14 @@ def settlement_rank(batch: ClaimBatch) -> Int64Array:
     return rank
 
 
+@functools.lru_cache(maxsize=256)
+def _days(first: dt.date, last: dt.date | None) -> tuple[np.datetime64, np.datetime64]:
+    return np.datetime64(first, "D"), np.datetime64(last or dt.date.max, "D")
+
+
 def _check_in_force(plan: Plan, batch: ClaimBatch) -> None:
-    first = np.datetime64(plan.valid_from, "D")
-    outside = batch.discharged_on < first
-    if plan.valid_until is not None:
-        outside |= batch.discharged_on > np.datetime64(plan.valid_until, "D")
+    first, last = _days(plan.valid_from, plan.valid_until)
+    outside = (batch.discharged_on < first) | (batch.discharged_on > last)
     if outside.any():
         until = plan.valid_until or "further notice"
         raise ClaimError(
@@ -132,7 +149,7 @@ def settle(plan: Plan, batch: ClaimBatch, start: Snapshot | None = None, trace: 
         ranks[:] = [rank()[order]] if ranks else []
         by_person = Grouping.build(in_order.person, in_order.person_ids, year, time, rank)
     groupings: dict[Per, Grouping] = {"person": by_person}
-    if any(spec.per == "household" for spec in plan.accumulators.values()):
+    if _needs_households(plan):
         groupings["household"] = Grouping.build(in_order.household, in_order.household_ids, year, time, rank)
 
     # First or later inpatient admission of the person in the policy year (per-claim deductibles).
