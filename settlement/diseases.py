@@ -7,10 +7,9 @@ and what lies below it). Matching is done once per distinct code in a batch, nev
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # ICD-10 as the national platform writes it: a letter, two digits, then optionally a dot, one to three
 # digits, and the national extension "x" + three digits (e.g. C92.000x001).
@@ -58,6 +57,7 @@ class DiseaseList:
     id: str
     title: str
     entries: tuple[DiseaseEntry, ...]
+    _known: dict[str, bool] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def entry_for(self, code: str) -> DiseaseEntry | None:
         for entry in self.entries:
@@ -69,13 +69,11 @@ class DiseaseList:
         return self.entry_for(code) is not None
 
     def match_all(self, codes: Sequence[str]) -> list[bool]:
-        return [_matches(self, code) for code in codes]
-
-
-@functools.lru_cache(maxsize=65_536)
-def _matches(disease_list: DiseaseList, code: str) -> bool:
-    """Remembered per list and code: a desk sees the same few thousand codes all day."""
-    return disease_list.matches(code)
+        """Remembered per code: a desk sees the same few thousand codes all day."""
+        known = self._known
+        if len(known) > 100_000:
+            known.clear()
+        return [known[code] if code in known else known.setdefault(code, self.matches(code)) for code in codes]
 
 
 def codes_in(entries: Iterable[DiseaseEntry]) -> list[str]:
