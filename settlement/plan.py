@@ -116,20 +116,3 @@ class Plan:
     policy_year_start: tuple[int, int]  # (month, day)
     tiers: tuple[TierPlan, ...]
     disease_lists: dict[str, DiseaseList] = field(default_factory=dict)
-
-    @property
-    def accumulators(self) -> dict[str, AccumulatorSpec]:
-        specs = {ADMISSIONS_KEY: AccumulatorSpec(ADMISSIONS_KEY, "person")}
-        for tier in self.tiers:
-            for bucket in tier.buckets:
-                if bucket.accumulator is not None:
-                    specs[bucket.accumulator.key] = bucket.accumulator
-        return specs
-
-    def in_force(self, day: dt.date) -> bool:
-        return self.valid_from <= day and (self.valid_until is None or day <= self.valid_until)
-
-    def policy_year(self, day: dt.date) -> int:
-        """The policy year a date belongs to, named by the calendar year in which that policy year starts."""
-        month, start_day = self.policy_year_start
-        return day.year if (day.month, day.day) >= (month, start_day) else day.year - 1
