@@ -138,6 +138,7 @@ class _Tables:
     keys: tuple[AccumulatorSpec, ...]
     uniform_cap: tuple[int | None, ...]  # per key: the one annual cap of all its buckets, or None if they differ
     all_listed: bool  # every bucket has a disease list: a claim may fall in none
+    all_keyed: bool  # every bucket keeps an accumulator
     shared_bands: bool  # every bucket has the same band edges
     # What this tier never uses, so that a batch skips the work: thresholds, a lower deductible for later
     # admissions, per-claim caps.
@@ -212,6 +213,7 @@ def _tables(tier: TierPlan) -> _Tables:
         keys=tuple(keys),
         uniform_cap=uniform,
         all_listed=bool(buckets) and all(b.disease_list is not None for b in buckets),
+        all_keyed=bool(buckets) and all(b.accumulator is not None for b in buckets),
         shared_bands=all(
             np.array_equal(pad(b.band_low, NO_CAP), pad(buckets[0].band_low, NO_CAP))
             and np.array_equal(pad(b.band_high - b.band_low, 0), pad(buckets[0].band_high - buckets[0].band_low, 0))
@@ -321,15 +323,15 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
         else:
             limited_by_claim_cap = np.zeros(n, np.bool_)
     key_index = tables.key_of_bucket[bucket]
-    pay = raw * (key_index < 0)  # claims whose bucket keeps no accumulator; the others are paid per key below
-    acc_base_before = acc_paid_before = cap_left = np.zeros(0, np.int64)
-    if trace:
-        acc_base_before = np.zeros(n, np.int64)
-        acc_paid_before = np.zeros(n, np.int64)
-        cap_left = np.full(n, NO_CAP, np.int64)
+    # Claims whose bucket keeps no accumulator are paid their raw amount; the others per key below. The
+    # running columns start as None and take the first key's values as they are (keys never overlap).
+    pay = None if tables.all_keyed else raw * (key_index < 0)
+    acc_base_before: Int64Array | None = None
+    acc_paid_before: Int64Array | None = None
+    cap_left: Int64Array | None = None
     tables_out: list[KeyColumns] = []
     for index, spec in enumerate(tables.keys):
-        members = active & (key_index == index)
+        members = active & (key_index == index) if len(tables.keys) > 1 or not tables.all_keyed else active
         grouping = ctx.groupings[spec.per]
         start_base, start_paid, start_claims = grouping.starting(spec.key, ctx.snapshot)
         member_entering = entering * members
@@ -348,17 +350,18 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
                     deductible + np.minimum(e_after, annual_deductible) - np.minimum(e_before, annual_deductible)
                 )
         key_pay, paid_before = _annual_cap(grouping, members, raw, annual_cap, start_paid, tables.uniform_cap[index])
-        pay = pay + key_pay  # members of different keys never overlap
+        pay = key_pay if pay is None else pay + key_pay
         if trace:
-            acc_base_before = acc_base_before + e_before * members
-            acc_paid_before = acc_paid_before + paid_before * members
-            capped_members = members & (annual_cap < NO_CAP)
-            cap_left = np.where(capped_members, np.maximum(annual_cap - paid_before, 0), cap_left)
+            base_part, paid_part = e_before * members, paid_before * members
+            acc_base_before = base_part if acc_base_before is None else acc_base_before + base_part
+            acc_paid_before = paid_part if acc_paid_before is None else acc_paid_before + paid_part
+            left = np.where(members & (annual_cap < NO_CAP), np.maximum(annual_cap - paid_before, 0), NO_CAP)
+            cap_left = left if cap_left is None else np.minimum(cap_left, left)
         tables_out.append(
             KeyColumns(spec.key, grouping, (start_base, start_paid, start_claims), member_entering, key_pay, members)
         )
 
-    pay = pay * active
+    pay = raw * 0 if pay is None else pay * active
     unpaid = active & (pay == 0)
     # For a large batch, skip the reason updates when nothing needs them; for a few claims the check
     # itself would cost more than the updates.
@@ -372,6 +375,10 @@ def _per_claim_or_annual(tier: TierPlan, ctx: BatchContext, paid_so_far: Int64Ar
 
     if not trace:
         return TierColumns(paid=pay, reason=reason, accumulators=tables_out)
+    zeros = np.zeros(n, np.int64)
+    acc_base_before = zeros if acc_base_before is None else acc_base_before
+    acc_paid_before = zeros if acc_paid_before is None else acc_paid_before
+    cap_left = zeros + NO_CAP if cap_left is None else cap_left
     in_accumulator = active & (key_index >= 0)
     if annual:
         used_ratio = _marginal_ratio(tables, np.maximum(bucket, 0), ratio, acc_base_before, params[:, _DED_ANNUAL])
