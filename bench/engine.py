@@ -1158,6 +1158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "numpy": np.__version__,
             "load_average_1_5_15_min_at_start": [round(x, 2) for x in load_start],
             "speed_at_start": speed,
+            "speed_at_end": machine_speed(),
             "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "engine": engine_fingerprint(),
