@@ -3,6 +3,7 @@ and describing and comparing policies. Adapters call these; these call the engin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from policies.library import LIBRARY_DIR, Library, PolicyError, load_library
 from policies.schema import Policy
 from settlement.accumulators import AccKey, AccValue, Snapshot, merged
 from settlement.claims import Claim, ClaimBatch
+from settlement.errors import ClaimError, FieldError
 from settlement.explain import explain
 from settlement.money import format_yuan
 from settlement.waterfall import settle
@@ -47,20 +49,32 @@ def quote_claims(
     its discharge date, the year-to-date figures carried from one version to the next."""
     state: dict[AccKey, AccValue] = dict(start or {})
     records: dict[str, dict[str, Any]] = {}
-    for policy, group in _by_version(library, ref, claims):
+    for policy, positions in _by_version(library, ref, claims):
+        group = [claims[p] for p in positions]
         plan = compile_policy(policy, library)
-        result = settle(plan, ClaimBatch.from_claims(group), state)
+        try:
+            result = settle(plan, ClaimBatch.from_claims(group), state)
+        except ClaimError as err:  # name each claim by its place in the caller's list, not in the group
+            raise ClaimError([_renumbered(e, positions) for e in err.errors]) from None
         state = merged(state, result.accumulators)
         for i, claim in enumerate(group):
             records[claim.claim_id] = explain(result, i)
     return [records[c.claim_id] for c in claims], state
 
 
-def _by_version(library: Library, ref: str, claims: Sequence[Claim]) -> Iterator[tuple[Policy, list[Claim]]]:
-    groups: dict[str, tuple[Policy, list[Claim]]] = {}
-    for claim in claims:
+def _renumbered(error: FieldError, positions: Sequence[int]) -> FieldError:
+    match = re.match(r"claims\[(\d+)\](.*)", error.field)
+    if match is None:
+        return error
+    return FieldError(f"claims[{positions[int(match.group(1))]}]{match.group(2)}", error.message)
+
+
+def _by_version(library: Library, ref: str, claims: Sequence[Claim]) -> Iterator[tuple[Policy, list[int]]]:
+    """Positions of the claims under each version of `ref` in force on their discharge dates."""
+    groups: dict[str, tuple[Policy, list[int]]] = {}
+    for position, claim in enumerate(claims):
         policy = library.get(ref, claim.discharged_on)
-        groups.setdefault(policy.key, (policy, []))[1].append(claim)
+        groups.setdefault(policy.key, (policy, []))[1].append(position)
     yield from sorted(groups.values(), key=lambda pg: pg[0].valid_from)
 
 

@@ -129,3 +129,13 @@ def test_validate_accepts_a_library_file_and_lists_every_problem_of_a_bad_one(tm
     assert code == 1
     assert "unknown_field: unknown field" in out
     assert "must be between 0 and 1" in out
+
+
+def test_a_claim_outside_the_version_is_named_by_its_place_in_the_file(tmp_path: Path) -> None:
+    family = json.loads((EXAMPLES / "family-year.json").read_text(encoding="utf-8"))
+    claims_file = tmp_path / "claims.json"
+    claims_file.write_text(json.dumps(family), encoding="utf-8")
+    # Pinned to 2014, the family's first stay (December 2013) is outside the version's dates.
+    code, out = doudi("quote", "--policy", "jl-meihekou@2014", str(claims_file))
+    assert code == 1
+    assert "claims[0].discharged_on: 2013-12-20 is outside jl-meihekou@2014" in out
