@@ -266,6 +266,8 @@ _AMOUNT_FIELDS = ("total", *_SELF_PAID)
 
 
 def _yuan(raw: object) -> Decimal | None:
+    if isinstance(raw, Decimal) and raw.is_finite() and raw.as_tuple().exponent == -2 and raw >= 0:
+        return raw  # the model's own two-place amounts: no need to parse them again
     try:
         return None if raw is None else parse_yuan(raw)
     except MoneyError:

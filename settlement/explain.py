@@ -31,8 +31,7 @@ MED_TYPE: Final = {"inpatient": "21", "chronic_outpatient": "14", "outpatient": 
 SETL_PROC_INFO_LIMIT: Final = 4000
 
 
-def _money(fen: int) -> str:
-    return format_yuan(fen)
+_money = format_yuan
 
 
 def _cap(fen: int) -> str | None:
