@@ -42,7 +42,9 @@ def _ratio(value: int) -> str:
     return str(ratio_decimal(value))
 
 
+@functools.lru_cache(maxsize=4096)
 def _bands(bucket: BucketPlan, category: int, level: int) -> list[dict[str, str | None]]:
+    """A bucket's bands for one category and level (shared between records: never change a record)."""
     return [
         {"from": _money(low), "to": _cap(high), "ratio": _ratio(ratio)}
         for low, high, ratio in zip(
@@ -94,7 +96,7 @@ def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: i
         if bucket.disease_list is not None:
             record["disease_list"] = bucket.disease_list.id
         if tier.basis == "annual":
-            record["bands"] = _bands(bucket, category, level)
+            record["bands"] = list(_bands(bucket, category, level))
             record["annual_deductible"] = _money(bucket.annual_deductible[category, level])
         if bucket.accumulator is not None and record["eligible"] and reason != "below_threshold":
             assert columns.acc_base_before is not None and columns.acc_base_after is not None
@@ -112,17 +114,14 @@ def _tier_record(tier: TierPlan, columns: TierColumns, result: BatchResult, i: i
                 "paid_before": _money(columns.acc_paid_before.item(i)),
                 "paid_after": _money(columns.acc_paid_after.item(i)),
             }
-    record["references"] = [_reference(ref) for ref in references]
+    record["references"] = list(_references(tuple(references)))
     return record
 
 
 @functools.lru_cache(maxsize=4096)
-def _reference_cached(ref: ClauseRef) -> tuple[tuple[str, Any], ...]:
-    return tuple(_reference_fields(ref).items())
-
-
-def _reference(ref: ClauseRef) -> dict[str, Any]:
-    return dict(_reference_cached(ref))
+def _references(refs: tuple[ClauseRef, ...]) -> tuple[dict[str, Any], ...]:
+    """The reference records of a tier or bucket, built once (shared between records: never change one)."""
+    return tuple(_reference_fields(ref) for ref in refs)
 
 
 def _reference_fields(ref: ClauseRef) -> dict[str, Any]:
@@ -136,16 +135,19 @@ def _reference_fields(ref: ClauseRef) -> dict[str, Any]:
     return out
 
 
+def _cites(references: tuple[dict[str, Any], ...]) -> str:
+    return "; ".join(
+        f"{r['parameter']}: {r['document']}" + (f" {r['article']}" if "article" in r else "") for r in references
+    )
+
+
 def _proc_info(record: dict[str, Any]) -> str:
     """结算过程信息: the tier's trace in one line, for the platform's setl_proc_info field."""
     parts = [f"{record['name']}: {record['reason']}"]
     for label in ("base", "deductible", "ratio", "cap_per_claim", "annual_cap_left", "paid"):
         if record.get(label) is not None:
             parts.append(f"{label} {record[label]}")
-    cites = "; ".join(
-        f"{r['parameter']}: {r['document']}" + (f" {r['article']}" if "article" in r else "")
-        for r in record.get("references", [])
-    )
+    cites = _cites(tuple(record.get("references", ())))
     text = ", ".join(parts) + (f" [{cites}]" if cites else "")
     return text[:SETL_PROC_INFO_LIMIT]
 
