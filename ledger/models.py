@@ -1,0 +1,97 @@
+"""Tables of the ledger. Money is `Numeric(16, 2)`, as the national platform's money fields are."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import Date, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Money = Numeric(16, 2, asdecimal=True)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Hospital(Base):
+    __tablename__ = "hospitals"
+    hospital_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[int] = mapped_column(Integer)
+    region: Mapped[str] = mapped_column(String(6))
+
+
+class Person(Base):
+    __tablename__ = "people"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    household_id: Mapped[str] = mapped_column(String(64), index=True)
+    insurance_scheme: Mapped[str] = mapped_column(String(16))
+
+
+class CategoryPeriod(Base):
+    """An assistance category held from one date to another, as the national platform's identity records
+    (1101 `idetinfo`) give it."""
+
+    __tablename__ = "category_periods"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.person_id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+
+class Settlement(Base):
+    """One settlement as the desk made it: the claim, the record returned, and the policy that settled it."""
+
+    __tablename__ = "settlements"
+    setl_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    medins_setl_id: Mapped[str] = mapped_column(String(64), unique=True)
+    hospital_id: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    household_id: Mapped[str] = mapped_column(String(64), index=True)
+    policy: Mapped[str] = mapped_column(String(128))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    claim_json: Mapped[str] = mapped_column(Text)
+    record_json: Mapped[str] = mapped_column(Text)
+    total: Mapped[Decimal] = mapped_column(Money)
+    fund_paid: Mapped[Decimal] = mapped_column(Money)
+    patient_burden: Mapped[Decimal] = mapped_column(Money)
+    settled_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Reversal(Base):
+    """结算撤销 of a settlement; at most one per settlement (the primary key refuses a second)."""
+
+    __tablename__ = "reversals"
+    setl_id: Mapped[str] = mapped_column(ForeignKey("settlements.setl_id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    reversed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class LedgerEntry(Base):
+    """One fund's part of a settlement (or its negative, for a reversal), with what it moved in its
+    accumulator. Appended, never changed."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    setl_id: Mapped[str] = mapped_column(ForeignKey("settlements.setl_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # settlement | reversal
+    tier: Mapped[str] = mapped_column(String(80))
+    fund_pay_type: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    accumulator: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    entity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    policy_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    base_delta: Mapped[Decimal] = mapped_column(Money)
+    paid_delta: Mapped[Decimal] = mapped_column(Money)
+    claims_delta: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime)

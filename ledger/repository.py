@@ -1,0 +1,111 @@
+"""Reading and appending the ledger. Year-to-date figures are never stored: they are sums of entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ledger.models import LedgerEntry, Settlement
+from settlement.accumulators import AccKey, AccValue
+from settlement.claims import Claim
+from settlement.money import fen_from_decimal
+from settlement.plan import ADMISSIONS_KEY
+
+_ZERO = Decimal("0.00")
+
+
+def request_digest(claim: Claim) -> str:
+    """SHA-256 of the claim's canonical JSON: the same key with other content is a different request."""
+    canonical = json.dumps(claim.as_json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def snapshot(session: Session, entities: Iterable[str], years: Iterable[int]) -> dict[AccKey, AccValue]:
+    """The year-to-date figures of these people and households in these policy years, from the ledger."""
+    rows = session.execute(
+        select(
+            LedgerEntry.accumulator,
+            LedgerEntry.entity,
+            LedgerEntry.policy_year,
+            func.sum(LedgerEntry.base_delta),
+            func.sum(LedgerEntry.paid_delta),
+            func.sum(LedgerEntry.claims_delta),
+        )
+        .where(LedgerEntry.entity.in_(list(entities)), LedgerEntry.policy_year.in_(list(years)))
+        .where(LedgerEntry.accumulator.is_not(None))
+        .group_by(LedgerEntry.accumulator, LedgerEntry.entity, LedgerEntry.policy_year)
+    )
+    found: dict[AccKey, AccValue] = {}
+    for key, entity, year, base, paid, claims in rows:
+        assert key is not None and entity is not None and year is not None  # filtered above
+        found[AccKey(key, entity, year)] = AccValue(
+            fen_from_decimal(Decimal(base)), fen_from_decimal(Decimal(paid)), int(claims)
+        )
+    return found
+
+
+def append_settlement(
+    session: Session, setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime
+) -> Settlement:
+    """Record a settlement (the engine's record for `claim`) and one ledger entry per fund."""
+    settlement = Settlement(
+        setl_id=setl_id,
+        medins_setl_id=claim.claim_id,
+        hospital_id=claim.hospital_id,
+        person_id=claim.person_id,
+        household_id=claim.household_id,
+        policy=f"{record['policy']['id']}@{record['policy']['version']}",
+        request_sha256=request_digest(claim),
+        claim_json=json.dumps(claim.as_json(), ensure_ascii=False, sort_keys=True),
+        record_json=json.dumps(record, ensure_ascii=False, sort_keys=True),
+        total=Decimal(record["amounts"]["total"]),
+        fund_paid=Decimal(record["fund_paid"]),
+        patient_burden=Decimal(record["patient_burden"]),
+        settled_at=when,
+    )
+    session.add(settlement)
+    session.flush()  # the settlement row first: the entries refer to it
+    year = int(record["policy_year"])
+    for tier in record["tiers"]:
+        acc = tier.get("accumulator")
+        session.add(
+            LedgerEntry(
+                setl_id=setl_id,
+                kind="settlement",
+                tier=tier["tier"],
+                fund_pay_type=tier["fund_pay_type"],
+                amount=Decimal(tier["paid"]),
+                accumulator=acc["key"] if acc else None,
+                entity=acc["entity"] if acc else None,
+                policy_year=acc["year"] if acc else None,
+                base_delta=Decimal(acc["base_after"]) - Decimal(acc["base_before"]) if acc else _ZERO,
+                paid_delta=Decimal(acc["paid_after"]) - Decimal(acc["paid_before"]) if acc else _ZERO,
+                claims_delta=1 if acc else 0,
+                recorded_at=when,
+            )
+        )
+    if claim.visit_type == "inpatient":
+        session.add(
+            LedgerEntry(
+                setl_id=setl_id,
+                kind="settlement",
+                tier="(admission)",
+                fund_pay_type="",
+                amount=_ZERO,
+                accumulator=ADMISSIONS_KEY,
+                entity=claim.person_id,
+                policy_year=year,
+                base_delta=_ZERO,
+                paid_delta=_ZERO,
+                claims_delta=1,
+                recorded_at=when,
+            )
+        )
+    return settlement
