@@ -1,0 +1,132 @@
+"""The billing desk's use cases on the ledger: settle a claim once (a retry never pays twice) and reverse
+a settlement. The HTTP service of issue 3 is a thin adapter over these.
+
+Settlements touching one household are serialised: on PostgreSQL by a transaction-scoped advisory lock on
+the household (which covers each of its people), on SQLite by taking the write lock when the transaction
+begins. Year-to-date figures are read from the ledger inside that lock, so two desks can never both spend
+what is left under a cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ledger.models import LedgerEntry, Reversal, Settlement
+from ledger.repository import append_settlement, request_digest, snapshot
+from policies.compile import compile_policy
+from policies.library import Library
+from settlement.claims import Claim, ClaimBatch
+from settlement.explain import explain
+from settlement.waterfall import policy_years, settle
+
+
+class Conflict(Exception):
+    """The request contradicts what is recorded (same settlement key, other content; a second reversal)."""
+
+
+class NotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    created: bool  # False: the same request was settled before and nothing new was recorded
+    setl_id: str
+    record: dict[str, Any]
+
+
+def serialise_sqlite_writes(engine: Engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE), so that reading
+    the year-to-date figures and appending to them cannot interleave with another writer."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _lock_household(session: Session, household_id: str) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(household_id.encode())})
+
+
+def settle_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim, now: dt.datetime) -> Outcome:
+    """Settle and record `claim` (结算), or return what was recorded for the same request before."""
+    digest = request_digest(claim)
+    try:
+        with Session(engine) as session, session.begin():
+            _lock_household(session, claim.household_id)
+            known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
+            if known is not None:
+                return _repeat(known, digest)
+            policy = library.get(policy_ref, claim.discharged_on)
+            plan = compile_policy(policy, library)
+            batch = ClaimBatch.from_claims([claim])
+            year = int(policy_years(batch.discharged_on, plan.policy_year_start)[0])
+            start = snapshot(session, [claim.person_id, claim.household_id], [year])
+            record = explain(settle(plan, batch, start), 0)
+            setl_id = uuid.uuid4().hex
+            append_settlement(session, setl_id, claim, record, now)
+            return Outcome(True, setl_id, record)
+    except IntegrityError:
+        # Another desk recorded the same key between our look-up and our insert: answer as a repeat.
+        with Session(engine) as session:
+            known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
+            if known is None:
+                raise
+            return _repeat(known, digest)
+
+
+def _repeat(known: Settlement, digest: str) -> Outcome:
+    if known.request_sha256 != digest:
+        raise Conflict(
+            f"settlement key {known.medins_setl_id!r} was already used for a different claim "
+            f"(settlement {known.setl_id}); a corrected claim is a reversal plus a new key"
+        )
+    return Outcome(False, known.setl_id, json.loads(known.record_json))
+
+
+def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.datetime) -> None:
+    """结算撤销: negative entries dated now give back what the settlement took from every accumulator."""
+    with Session(engine) as session, session.begin():
+        known = session.get(Settlement, setl_id)
+        if known is None:
+            raise NotFound(f"no settlement {setl_id!r}")
+        _lock_household(session, known.household_id)
+        if session.get(Reversal, setl_id) is not None:
+            raise Conflict(f"settlement {setl_id!r} is already reversed")
+        session.add(Reversal(setl_id=setl_id, reason=reason, reversed_at=now))
+        entries = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.setl_id == setl_id, LedgerEntry.kind == "settlement")
+        ).all()
+        for entry in entries:
+            session.add(
+                LedgerEntry(
+                    setl_id=setl_id,
+                    kind="reversal",
+                    tier=entry.tier,
+                    fund_pay_type=entry.fund_pay_type,
+                    amount=-entry.amount,
+                    accumulator=entry.accumulator,
+                    entity=entry.entity,
+                    policy_year=entry.policy_year,
+                    base_delta=-entry.base_delta,
+                    paid_delta=-entry.paid_delta,
+                    claims_delta=-entry.claims_delta,
+                    recorded_at=now,
+                )
+            )
