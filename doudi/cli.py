@@ -100,6 +100,17 @@ def quote(
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the desk's HTTP service (database from DOUDI_DATABASE_URL, default a SQLite file under var/)."""
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+
+
 @policy_app.command("list")
 def policy_list(library_dir: LibraryOption = LIBRARY_DIR) -> None:
     """Every policy in the library with its region, dates and funds."""
