@@ -80,6 +80,7 @@ def settle_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim
             start = snapshot(session, [claim.person_id, claim.household_id], [year])
             record = explain(settle(plan, batch, start), 0)
             setl_id = uuid.uuid4().hex
+            record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **record["nhsa"]["setlinfo"]}
             append_settlement(session, setl_id, claim, record, now)
             return Outcome(True, setl_id, record)
     except IntegrityError:

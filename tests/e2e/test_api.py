@@ -1,4 +1,4 @@
-"""The desk's HTTP service end to end (through HTTP, on a fresh SQLite file)."""
+"""The desk's HTTP service end to end, through HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ LEUKAEMIA = (ROOT / "examples/meihekou-leukaemia.json").read_text(encoding="utf-
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    app = create_app(f"sqlite:///{tmp_path / 'doudi.sqlite3'}", clock=lambda: dt.datetime(2014, 12, 1, 9))
+def client(database_url: str) -> TestClient:
+    """The service on a fresh SQLite file, and on a fresh PostgreSQL database where one is configured."""
+    app = create_app(database_url, clock=lambda: dt.datetime(2014, 12, 1, 9))
     return TestClient(app)
 
 
@@ -38,6 +39,7 @@ def test_quote_records_nothing_and_settle_records_once(client: TestClient) -> No
     read = client.get(f"/v1/settlements/{body['setl_id']}")
     assert read.status_code == 200 and read.json()["reversed"] is None
     assert read.json()["nhsa"] == body["nhsa"]
+    assert body["nhsa"]["setlinfo"]["setl_id"] == body["setl_id"]
 
 
 def test_the_next_stay_sees_the_year_so_far_and_a_reversal_gives_it_back(client: TestClient) -> None:
