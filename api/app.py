@@ -64,7 +64,14 @@ def create_app(
     serialise_sqlite_writes(engine)
     lib = library or services.open_library()
     policy_ref = policy or os.environ.get("DOUDI_POLICY", "jl-meihekou")
-    app = FastAPI(title="Doudi", version="0.1.0", description="One-stop settlement across every fund.")
+    # No /docs or /redoc: they load their scripts from a CDN, and hospitals' networks are closed.
+    app = FastAPI(
+        title="Doudi",
+        version="0.1.0",
+        description="One-stop settlement across every fund.",
+        docs_url=None,
+        redoc_url=None,
+    )
 
     @app.exception_handler(ClaimError)
     async def _invalid(_request: Request, err: ClaimError) -> JSONResponse:
