@@ -27,7 +27,6 @@ from ledger.repository import snapshot
 from policies.library import Library
 from settlement.claims import decode_json, parse_claim
 from settlement.errors import ClaimError, FieldError
-from settlement.money import format_yuan
 
 PROBLEM = "application/problem+json"
 DEFAULT_DATABASE_URL = "sqlite:///var/doudi.sqlite3"
@@ -147,17 +146,7 @@ def create_app(
             )
             entities = [person_id] + ([household] if household else [])
             state = snapshot(session, entities, [year])
-        rows = [
-            {
-                "key": k.key,
-                "entity": k.entity,
-                "year": k.year,
-                "base": format_yuan(v.base),
-                "paid": format_yuan(v.paid),
-                "claims": v.claims,
-            }
-            for k, v in sorted(state.items())
-        ]
+        rows = services.accumulator_rows(state)
         return JSONResponse({"person_id": person_id, "year": year, "accumulators": rows})
 
     return app
