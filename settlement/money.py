@@ -24,7 +24,6 @@ MAX_AMOUNT_FEN: Final = 100_000_000 * FEN_PER_YUAN - 1
 NO_CAP: Final = 2**62
 
 Rounding = Literal["half_up", "half_even"]
-ROUNDING_MODES: Final[tuple[Rounding, ...]] = ("half_up", "half_even")
 
 _AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _RATIO_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
