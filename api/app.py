@@ -1,80 +1,117 @@
-"""The HTTP service for billing desks (first slice of issue 3): quote, settle once, read, reverse once, and
-a person's year-to-date figures, all under /v1. Thin: every route calls a use case in `doudi/`.
+"""The HTTP service: FastAPI under /v1, thin over the use cases in `doudi/`.
 
-Claim bodies are read as raw JSON with number literals kept as text, so `12.5` stays exact and `1e3` is
-refused by the amount rules; every error is `application/problem+json` naming the field and the problem,
-and an invalid request records nothing.
+Every route but /healthz needs a bearer token (api/auth.py). Errors are `application/problem+json` naming
+the field and the problem, and an invalid request records nothing. When the database does not answer, the
+answer is 503 with Retry-After: the transaction was rolled back, and a retry with the same settlement key
+is safe.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
 
+from api import openapi, routes_accounts, routes_desk, routes_policies, routes_registry
+from api.auth import Forbidden, Unauthenticated
+from api.context import Context
 from doudi import services
-from doudi.desk import Conflict, NotFound, reverse_settlement, serialise_sqlite_writes, settle_claim
+from doudi.catalogue import Catalogue, PublishRefused
+from doudi.desk import Conflict, NotFound, serialise_sqlite_writes
 from ledger.migrations import upgrade
-from ledger.models import Reversal, Settlement
-from ledger.repository import snapshot
 from policies.library import Library
-from settlement.claims import decode_json, parse_claim
 from settlement.errors import ClaimError, FieldError
 
 PROBLEM = "application/problem+json"
 DEFAULT_DATABASE_URL = "sqlite:///var/doudi.sqlite3"
 
 
-def problem(status: int, title: str, detail: str, errors: list[FieldError] | None = None) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return decode_json(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ClaimError([FieldError("body", f"not valid JSON: {err}")]) from None
+def database_url(url: str | None = None) -> str:
+    """`url`, else DOUDI_DATABASE_URL, else a SQLite file under var/ (its folder made if missing)."""
+    found = url or os.environ.get("DOUDI_DATABASE_URL", DEFAULT_DATABASE_URL)
+    if found.startswith("sqlite:///") and not found.startswith("sqlite:////"):
+        os.makedirs(os.path.dirname(found.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    return found
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for the service: connections checked before use (a restarted database costs no request),
+    and on SQLite a write lock taken at the start of each transaction."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+    else:
+        engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+    serialise_sqlite_writes(engine)
+    return engine
 
 
 def create_app(
-    database_url: str | None = None,
-    library: Library | None = None,
-    policy: str | None = None,
+    url: str | None = None,
+    lists: Library | None = None,
     clock: Callable[[], dt.datetime] = dt.datetime.now,
 ) -> FastAPI:
-    """The service on `database_url` (default `DOUDI_DATABASE_URL`, else a SQLite file under var/),
-    settling under `policy` (default `DOUDI_POLICY`, else jl-meihekou, versions picked by discharge date)."""
-    url = database_url or os.environ.get("DOUDI_DATABASE_URL", DEFAULT_DATABASE_URL)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        os.makedirs(os.path.dirname(url.removeprefix("sqlite:///")) or ".", exist_ok=True)
-    upgrade(url)
-    engine: Engine = create_engine(url)
-    serialise_sqlite_writes(engine)
-    lib = library or services.open_library()
-    policy_ref = policy or os.environ.get("DOUDI_POLICY", "jl-meihekou")
+    """The service on the database at `url` (migrated to the newest schema first), settling with the
+    policies published there over the disease lists of `lists` (default: the shipped library)."""
+    found_url = database_url(url)
+    upgrade(found_url)
+    engine = open_engine(found_url)
+    catalogue = Catalogue(engine, lists or services.open_library())
     # No /docs or /redoc: they load their scripts from a CDN, and hospitals' networks are closed.
     app = FastAPI(
         title="Doudi",
-        version="0.1.0",
-        description="One-stop settlement across every fund.",
+        version="0.2.0",
+        description="One-stop settlement across every fund: basic insurance, critical illness, medical "
+        "assistance, temporary aid and grants. Money is decimal text in yuan to the fen.",
         docs_url=None,
         redoc_url=None,
     )
+    app.state.context = Context(engine, catalogue, clock)
+    for router in (routes_desk.router, routes_registry.router, routes_policies.router, routes_accounts.router):
+        app.include_router(router)
+    openapi.install(app)
+    _handle_errors(app)
 
+    @app.get("/healthz", tags=["service"], summary="Liveness: no token needed")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(ClaimError)
     async def _invalid(_request: Request, err: ClaimError) -> JSONResponse:
-        return problem(422, "Invalid claim", "the request has problems; nothing was recorded", list(err.errors))
+        return problem(422, "Invalid request", "the request has problems; nothing was recorded", list(err.errors))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameter(_request: Request, err: RequestValidationError) -> JSONResponse:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), str(e["msg"])) for e in err.errors()
+        ]
+        return problem(422, "Invalid request", "the request has problems; nothing was recorded", errors)
+
+    @app.exception_handler(PublishRefused)
+    async def _refused(_request: Request, err: PublishRefused) -> JSONResponse:
+        status, title = (409, "Conflict") if err.immutable else (422, "Invalid policy")
+        errors = [FieldError(p.path or "(document)", f"{p.reason} ({p.file})") for p in err.problems]
+        return problem(status, title, "the version was not published", errors)
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, err: Conflict) -> JSONResponse:
@@ -84,75 +121,26 @@ def create_app(
     async def _missing(_request: Request, err: NotFound) -> JSONResponse:
         return problem(404, "Not found", str(err))
 
-    @app.exception_handler(KeyError)
-    async def _no_policy(_request: Request, err: KeyError) -> JSONResponse:
-        return problem(422, "No policy", str(err.args[0]) if err.args else "no policy applies")
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_request: Request, err: Unauthenticated) -> JSONResponse:
+        return problem(401, "Unauthenticated", str(err), headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_request: Request, err: Forbidden) -> JSONResponse:
+        return problem(403, "Forbidden", str(err))
 
-    @app.post("/v1/quotes")
-    async def quote(request: Request) -> JSONResponse:
-        """预结算: the full breakdown; nothing is recorded."""
-        claim = parse_claim(await _json_body(request))
-        with Session(engine) as session:
-            start = snapshot(session, [claim.person_id, claim.household_id], _years(claim))
-        records, _ = services.quote_claims(lib, policy_ref, [claim], start)
-        return JSONResponse(records[0])
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, err: HTTPException) -> JSONResponse:
+        return problem(err.status_code, str(err.detail), str(err.detail), headers=getattr(err, "headers", None))
 
-    @app.post("/v1/settlements")
-    async def settle(request: Request) -> JSONResponse:
-        """结算: 201 the first time; the same key and content again: 200 with the same body; other content: 409."""
-        claim = parse_claim(await _json_body(request))
-        outcome = settle_claim(engine, lib, policy_ref, claim, clock())
-        body = {"setl_id": outcome.setl_id, **outcome.record}
-        return JSONResponse(body, status_code=201 if outcome.created else 200)
+    async def _database_down(_request: Request, err: Exception) -> JSONResponse:
+        if isinstance(err, DBAPIError) and not (isinstance(err, OperationalError) or err.connection_invalidated):
+            raise err  # a programming error, not an outage: let it be a 500 and be seen
+        return problem(
+            503,
+            "Database unavailable",
+            "the database did not answer; nothing was recorded; retry with the same settlement key",
+            headers={"Retry-After": "1"},
+        )
 
-    @app.get("/v1/settlements/{setl_id}")
-    def read_settlement(setl_id: str) -> JSONResponse:
-        with Session(engine) as session:
-            known = session.get(Settlement, setl_id)
-            if known is None:
-                raise NotFound(f"no settlement {setl_id!r}")
-            reversal = session.get(Reversal, setl_id)
-            body = {"setl_id": setl_id, **json.loads(known.record_json)}
-            body["reversed"] = (
-                None
-                if reversal is None
-                else {
-                    "reason": reversal.reason,
-                    "reversed_at": reversal.reversed_at.isoformat(),
-                }
-            )
-        return JSONResponse(body)
-
-    @app.post("/v1/settlements/{setl_id}/reversal")
-    async def reverse(setl_id: str, request: Request) -> JSONResponse:
-        """结算撤销: negative entries dated now; a second reversal: 409."""
-        body = await _json_body(request)
-        reason = body.get("reason") if isinstance(body, dict) else None
-        if not isinstance(reason, str) or not reason.strip():
-            raise ClaimError([FieldError("reason", "is required: say why the settlement is reversed")])
-        reverse_settlement(engine, setl_id, reason.strip()[:500], clock())
-        return JSONResponse({"setl_id": setl_id, "reversed": True}, status_code=201)
-
-    @app.get("/v1/people/{person_id}/accumulators")
-    def accumulators(person_id: str, year: int, household_id: str | None = None) -> JSONResponse:
-        """Year-to-date figures per accumulator (like the national platform's 5206)."""
-        with Session(engine) as session:
-            household = household_id or session.scalar(
-                select(Settlement.household_id).where(Settlement.person_id == person_id).limit(1)
-            )
-            entities = [person_id] + ([household] if household else [])
-            state = snapshot(session, entities, [year])
-        rows = services.accumulator_rows(state)
-        return JSONResponse({"person_id": person_id, "year": year, "accumulators": rows})
-
-    return app
-
-
-def _years(claim: Any) -> list[int]:
-    """The policy years a claim can fall in: its discharge's calendar year, or the one before when a
-    policy year starts later than 1 January."""
-    return [claim.discharged_on.year - 1, claim.discharged_on.year]
+    app.add_exception_handler(DBAPIError, _database_down)

@@ -100,15 +100,111 @@ def quote(
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL; default DOUDI_DATABASE_URL, else var/doudi.sqlite3."),
+]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed the demo region and print a token per role.")] = False,
+    database_url: DatabaseOption = None,
 ) -> None:
-    """Run the desk's HTTP service (database from DOUDI_DATABASE_URL, default a SQLite file under var/)."""
+    """Run the HTTP service: migrate the database, optionally seed the demo region, and serve."""
+    import datetime as dt
+    import os
+
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+    from api.app import create_app, open_engine
+    from api.app import database_url as resolve_url
+    from doudi import demo as demo_region
+    from doudi.catalogue import Catalogue
+
+    url = resolve_url(database_url)
+    os.environ["DOUDI_DATABASE_URL"] = url  # what the app factory reads
+    app_ = create_app(url)
+    if demo:
+        files = services.open_library()
+        engine = open_engine(url)
+        tokens = demo_region.seed(engine, Catalogue(engine, files), files, dt.datetime.now())
+        engine.dispose()
+        folder = Path("var/demo-tokens")
+        folder.mkdir(parents=True, exist_ok=True)
+        typer.echo("Demo tokens (new on every start; also in var/demo-tokens/):")
+        for user, token in tokens.items():
+            path = folder / user
+            path.write_text(token + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            typer.echo(f"  {user:<14} {token}")
+    typer.echo(f"Doudi on http://{host}:{port}  (OpenAPI document: http://{host}:{port}/openapi.json)")
+    uvicorn.run(app_, host=host, port=port)
+
+
+users_app = typer.Typer(help="Accounts: create users (printing their token) and revoke tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _session_for(database_url: str | None) -> Any:
+    from sqlalchemy.orm import Session
+
+    from api.app import database_url as resolve_url
+    from api.app import open_engine
+    from ledger.migrations import upgrade
+
+    url = resolve_url(database_url)
+    upgrade(url)
+    return Session(open_engine(url))
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option("--role", help="desk, finance, policy or admin.")],
+    hospital: Annotated[str | None, typer.Option("--hospital", help="The desk's hospital id.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a user and print their token (shown this once)."""
+    import datetime as dt
+
+    from doudi import accounts, registry
+    from doudi.accounts import SYSTEM
+    from settlement.errors import ClaimError
+
+    now = dt.datetime.now()
+    try:
+        user = registry.validated(accounts.UserIn, {"name": name, "role": role, "hospital_id": hospital})
+        with _session_for(database_url) as session, session.begin():
+            accounts.create_user(session, user, now)
+            token = accounts.issue_token(session, name, now)
+            accounts.audit(session, SYSTEM, "user.create", name, user.model_dump(), now)
+    except ClaimError as err:
+        _fail([str(e) for e in err.errors])
+    typer.echo(token)
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    token_id: Annotated[str | None, typer.Option("--token-id", help="Only this token (default: all).")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a user's tokens (all, or one by its id)."""
+    import datetime as dt
+
+    from doudi import accounts
+    from doudi.accounts import SYSTEM
+
+    now = dt.datetime.now()
+    with _session_for(database_url) as session, session.begin():
+        count = accounts.revoke(session, name, now, token_id)
+        accounts.audit(session, SYSTEM, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
+    if count == 0:
+        _fail([f"{name}: no active token to revoke"])
+    typer.echo(f"revoked {count} token(s) of {name}")
 
 
 @policy_app.command("list")

@@ -20,11 +20,13 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from doudi.accounts import SYSTEM, Principal, audit
 from ledger.models import LedgerEntry, Reversal, Settlement
 from ledger.repository import append_settlement, request_digest, snapshot
 from policies.compile import compile_policy
 from policies.library import Library
 from settlement.claims import Claim, ClaimBatch
+from settlement.errors import ClaimError, FieldError
 from settlement.explain import explain
 from settlement.waterfall import policy_years, settle
 
@@ -53,6 +55,9 @@ def serialise_sqlite_writes(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # Readers do not wait for the writer under write-ahead logging; foreign keys are off by default.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
@@ -64,7 +69,33 @@ def _lock_household(session: Session, household_id: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(household_id.encode())})
 
 
-def settle_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim, now: dt.datetime) -> Outcome:
+def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
+    """The engine's record for `claim` given the year-to-date figures in the ledger (read in `session`)."""
+    try:
+        policy = library.get(policy_ref, claim.discharged_on)
+    except KeyError as err:
+        raise ClaimError([FieldError("discharged_on", str(err.args[0]))]) from None
+    plan = compile_policy(policy, library)
+    batch = ClaimBatch.from_claims([claim])
+    year = int(policy_years(batch.discharged_on, plan.policy_year_start)[0])
+    start = snapshot(session, [claim.person_id, claim.household_id], [year])
+    return explain(settle(plan, batch, start), 0)
+
+
+def quote_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
+    """预结算: what settling `claim` now would pay; nothing is recorded."""
+    with Session(engine) as session:
+        return _price(session, library, policy_ref, claim)
+
+
+def settle_claim(
+    engine: Engine,
+    library: Library,
+    policy_ref: str,
+    claim: Claim,
+    now: dt.datetime,
+    who: Principal = SYSTEM,
+) -> Outcome:
     """Settle and record `claim` (结算), or return what was recorded for the same request before."""
     digest = request_digest(claim)
     try:
@@ -73,15 +104,11 @@ def settle_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim
             known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
             if known is not None:
                 return _repeat(known, digest)
-            policy = library.get(policy_ref, claim.discharged_on)
-            plan = compile_policy(policy, library)
-            batch = ClaimBatch.from_claims([claim])
-            year = int(policy_years(batch.discharged_on, plan.policy_year_start)[0])
-            start = snapshot(session, [claim.person_id, claim.household_id], [year])
-            record = explain(settle(plan, batch, start), 0)
+            record = _price(session, library, policy_ref, claim)
             setl_id = uuid.uuid4().hex
             record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **record["nhsa"]["setlinfo"]}
             append_settlement(session, setl_id, claim, record, now)
+            audit(session, who, "settlement.create", setl_id, {"medins_setl_id": claim.claim_id}, now)
             return Outcome(True, setl_id, record)
     except IntegrityError:
         # Another desk recorded the same key between our look-up and our insert: answer as a repeat.
@@ -90,6 +117,11 @@ def settle_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim
             if known is None:
                 raise
             return _repeat(known, digest)
+
+
+def visible_to(who: Principal, settlement: Settlement) -> bool:
+    """A desk sees its own hospital's settlements only; other roles see all."""
+    return who.hospital_id is None or who.hospital_id == settlement.hospital_id
 
 
 def _repeat(known: Settlement, digest: str) -> Outcome:
@@ -101,16 +133,18 @@ def _repeat(known: Settlement, digest: str) -> Outcome:
     return Outcome(False, known.setl_id, json.loads(known.record_json))
 
 
-def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.datetime) -> None:
-    """结算撤销: negative entries dated now give back what the settlement took from every accumulator."""
+def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.datetime, who: Principal = SYSTEM) -> None:
+    """结算撤销: negative entries dated now give back what the settlement took from every accumulator.
+    A desk can reverse only its own hospital's settlements; another hospital's is not found."""
     with Session(engine) as session, session.begin():
         known = session.get(Settlement, setl_id)
-        if known is None:
+        if known is None or not visible_to(who, known):
             raise NotFound(f"no settlement {setl_id!r}")
         _lock_household(session, known.household_id)
         if session.get(Reversal, setl_id) is not None:
             raise Conflict(f"settlement {setl_id!r} is already reversed")
         session.add(Reversal(setl_id=setl_id, reason=reason, reversed_at=now))
+        audit(session, who, "settlement.reverse", setl_id, {"reason": reason}, now)
         entries = session.scalars(
             select(LedgerEntry).where(LedgerEntry.setl_id == setl_id, LedgerEntry.kind == "settlement")
         ).all()

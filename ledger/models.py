@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Text
+from sqlalchemy import Date, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Money = Numeric(16, 2, asdecimal=True)
@@ -30,11 +30,23 @@ class Hospital(Base):
     region: Mapped[str] = mapped_column(String(6))
 
 
+class Region(Base):
+    """An insured area (参保地, by its six-digit administrative code) and the policy that governs it: a
+    person's stays are settled under their insured area's policy, whichever hospital they are in."""
+
+    __tablename__ = "regions"
+    region: Mapped[str] = mapped_column(String(6), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    policy_id: Mapped[str] = mapped_column(String(64))
+
+
 class Person(Base):
     __tablename__ = "people"
     person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     household_id: Mapped[str] = mapped_column(String(64), index=True)
     insurance_scheme: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(ForeignKey("regions.region"))
+    name: Mapped[str] = mapped_column(String(100))
 
 
 class CategoryPeriod(Base):
@@ -95,3 +107,56 @@ class LedgerEntry(Base):
     paid_delta: Mapped[Decimal] = mapped_column(Money)
     claims_delta: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PublishedPolicy(Base):
+    """A policy version as published, with its document. A version some settlement used is never replaced."""
+
+    __tablename__ = "published_policies"
+    policy_key: Mapped[str] = mapped_column(String(130), primary_key=True)  # id@version
+    policy_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(6))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    document: Mapped[str] = mapped_column(Text)  # the YAML as published
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    published_by: Mapped[str] = mapped_column(String(64))
+
+
+class User(Base):
+    """An account. A `desk` user is bound to one hospital; other roles to none."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    hospital_id: Mapped[str | None] = mapped_column(ForeignKey("hospitals.hospital_id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """A bearer token, stored as its SHA-256 only (tokens are 256-bit random, so a slow hash adds nothing).
+    `token_id` is the token's public prefix, safe to show in lists and the audit log."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_sha256"),)
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AuditEntry(Base):
+    """Who wrote what, when, with which token. Written in the same transaction as the write it records."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    user_name: Mapped[str] = mapped_column(String(64))
+    token_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text)  # JSON

@@ -126,11 +126,16 @@ class Library:
 
 
 def _load_file(path: Path, model: type[Policy] | type[DiseaseListFile]) -> tuple[Any, list[Problem]]:
-    name = str(path)
     try:
-        data = read_yaml(path.read_text(encoding="utf-8"), name)
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        return None, [Problem(name, "", f"cannot read: {err}")]
+        return None, [Problem(str(path), "", f"cannot read: {err}")]
+    return _load_text(str(path), text, model)
+
+
+def _load_text(name: str, text: str, model: type[Policy] | type[DiseaseListFile]) -> tuple[Any, list[Problem]]:
+    try:
+        data = read_yaml(text, name)
     except yaml.YAMLError as err:
         return None, [Problem(name, "", f"not valid YAML: {err}")]
     if not isinstance(data, dict):
@@ -165,9 +170,12 @@ def _looks_like_list(path: Path) -> bool:
 
 
 def load_library(
-    paths: Iterable[Path | str] = (LIBRARY_DIR,), base: Library | None = None
+    paths: Iterable[Path | str] = (LIBRARY_DIR,),
+    base: Library | None = None,
+    documents: Iterable[tuple[str, str]] = (),
 ) -> tuple[Library, list[Problem]]:
-    """Load policy and disease-list files (and folders of them) on top of `base`; check everything."""
+    """Load policy and disease-list files (and folders of them), and policy `documents` given as
+    (name, YAML text), on top of `base`; check everything."""
     library = Library(
         policies=dict(base.policies) if base else {},
         disease_lists=dict(base.disease_lists) if base else {},
@@ -176,6 +184,7 @@ def load_library(
     problems: list[Problem] = []
     new_keys: set[str] = set()
     new_lists: set[str] = set()
+    policy_documents: list[tuple[Policy | None, list[Problem], str]] = []
     for file, is_list in _files(Path(p) for p in paths):
         if is_list:
             disease_list, found = _load_file(file, DiseaseListFile)
@@ -187,17 +196,19 @@ def load_library(
                 library.disease_lists[disease_list.id] = disease_list
                 library.sources[disease_list.id] = str(file)
         else:
-            policy, found = _load_file(file, Policy)
-            problems.extend(found)
-            if policy is not None:
-                # A file loaded over a base library (`doudi policy validate FILE`) replaces the base's
-                # copy of the same id@version; twice among the new files is a mistake.
-                if policy.key in new_keys:
-                    problems.append(Problem(str(file), "version", f"policy {policy.key} is defined twice"))
-                    continue
-                new_keys.add(policy.key)
-                library.policies[policy.key] = policy
-                library.sources[policy.key] = str(file)
+            policy_documents.append((*_load_file(file, Policy), str(file)))
+    policy_documents.extend((*_load_text(name, text, Policy), name) for name, text in documents)
+    for policy, found, name in policy_documents:
+        problems.extend(found)
+        if policy is not None:
+            # A file loaded over a base library (`doudi policy validate FILE`) replaces the base's copy of
+            # the same id@version; twice among the new files is a mistake.
+            if policy.key in new_keys:
+                problems.append(Problem(name, "version", f"policy {policy.key} is defined twice"))
+                continue
+            new_keys.add(policy.key)
+            library.policies[policy.key] = policy
+            library.sources[policy.key] = name
 
     rejected: set[str] = set()
     for policy in library.policies.values():

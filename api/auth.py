@@ -1,0 +1,43 @@
+"""Bearer tokens on every route but /healthz, and the role each route needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.context import context
+from doudi.accounts import Principal, Role, authenticate
+
+bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency giving the caller, refused with 401 without a valid token and 403 in another role."""
+
+    def caller(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        ctx = context(request)
+        with Session(ctx.engine) as session:
+            principal = authenticate(session, credentials.credentials, ctx.clock())
+        if principal is None:
+            raise Unauthenticated("the token is unknown, expired or revoked")
+        if principal.role not in roles:
+            raise Forbidden(f"the {principal.role!r} role cannot do this; it needs {' or '.join(roles)}")
+        return principal
+
+    return caller

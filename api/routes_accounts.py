@@ -1,0 +1,112 @@
+"""Accounts (admins only): users, their tokens (shown once), revocation, and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api import openapi
+from api.auth import require
+from api.context import context, json_body, json_object
+from doudi import accounts, registry
+from doudi.accounts import Principal
+from doudi.desk import NotFound
+from ledger.models import AuditEntry, User
+from settlement.errors import ClaimError, FieldError
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+Admin = Annotated[Principal, Depends(require("admin"))]
+Body = Annotated[Any, Depends(json_body)]
+
+
+@router.get("/users", summary="Users and their tokens (ids only)", responses=openapi.problems(401, 403, 503))
+def list_users(request: Request, _who: Admin) -> JSONResponse:
+    with Session(context(request).engine) as session:
+        return JSONResponse({"users": accounts.users_view(session)})
+
+
+@router.post(
+    "/users",
+    summary="Create a user; the answer holds their first token, shown this once",
+    openapi_extra=openapi.json_body(accounts.UserIn, openapi.USER_EXAMPLE),
+    responses=openapi.problems(401, 403, 422, 503),
+    status_code=201,
+)
+def create_user(request: Request, who: Admin, body: Body) -> JSONResponse:
+    user = registry.validated(accounts.UserIn, json_object(body))
+    ctx = context(request)
+    now = ctx.clock()
+    with Session(ctx.engine) as session, session.begin():
+        accounts.create_user(session, user, now)
+        token = accounts.issue_token(session, user.name, now)
+        accounts.audit(session, who, "user.create", user.name, user.model_dump(), now)
+    return JSONResponse({**user.model_dump(), "token": token}, status_code=201)
+
+
+@router.post(
+    "/users/{name}/tokens",
+    summary="A new token for a user, shown this once",
+    responses=openapi.problems(401, 403, 404, 503),
+    status_code=201,
+)
+def new_token(request: Request, name: str, who: Admin) -> JSONResponse:
+    ctx = context(request)
+    now = ctx.clock()
+    with Session(ctx.engine) as session, session.begin():
+        if session.get(User, name) is None:
+            raise NotFound(f"no user {name!r}")
+        token = accounts.issue_token(session, name, now)
+        accounts.audit(session, who, "token.create", name, {}, now)
+    return JSONResponse({"name": name, "token": token}, status_code=201)
+
+
+@router.post(
+    "/users/{name}/revoke",
+    summary="Revoke one of a user's tokens (body {token_id}) or all of them (empty object)",
+    responses=openapi.problems(401, 403, 404, 422, 503),
+)
+def revoke(request: Request, name: str, who: Admin, body: Body) -> JSONResponse:
+    token_id = json_object(body).get("token_id")
+    if token_id is not None and not isinstance(token_id, str):
+        raise ClaimError([FieldError("token_id", "must be text")])
+    ctx = context(request)
+    now = ctx.clock()
+    with Session(ctx.engine) as session, session.begin():
+        if session.get(User, name) is None:
+            raise NotFound(f"no user {name!r}")
+        count = accounts.revoke(session, name, now, token_id)
+        accounts.audit(session, who, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
+    return JSONResponse({"name": name, "revoked": count})
+
+
+@router.get("/audit", summary="The audit log, newest first", responses=openapi.problems(401, 403, 422, 503))
+def audit_log(
+    request: Request,
+    _who: Admin,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: dt.datetime | None = None,
+) -> JSONResponse:
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    with Session(context(request).engine) as session:
+        rows = [
+            {
+                "id": e.id,
+                "at": e.at.isoformat(),
+                "user": e.user_name,
+                "token_id": e.token_id,
+                "action": e.action,
+                "target": e.target,
+                "detail": json.loads(e.detail),
+            }
+            for e in session.scalars(query)
+        ]
+    return JSONResponse({"entries": rows})

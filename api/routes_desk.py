@@ -1,0 +1,192 @@
+"""The billing desk's routes: quote, settle once, read, list, reverse once, and a person's year so far."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api import openapi
+from api.auth import require
+from api.context import Context, context, json_body, json_object
+from doudi import services
+from doudi.accounts import Principal
+from doudi.desk import NotFound, quote_claim, reverse_settlement, settle_claim, visible_to
+from doudi.registry import complete_claim
+from ledger.models import Person, Reversal, Settlement
+from ledger.repository import snapshot
+from policies.library import Library
+from settlement.claims import Claim, parse_claim
+from settlement.errors import ClaimError, FieldError
+
+router = APIRouter(prefix="/v1", tags=["desk"])
+
+Desk = Annotated[Principal, Depends(require("desk"))]
+Reader = Annotated[Principal, Depends(require("desk", "finance"))]
+Body = Annotated[Any, Depends(json_body)]
+
+_CLAIM_BODY = openapi.json_body(
+    Claim,
+    openapi.CLAIM_EXAMPLE,
+    "The stay. household_id, insurance_scheme, category and hospital_level are filled in from the register "
+    "when absent (category: the one held on the settlement date); hospital_id defaults to the desk's own.",
+    optional=("household_id", "insurance_scheme", "category", "hospital_level", "hospital_id"),
+)
+
+
+def _claim(ctx: Context, who: Principal, body: Any) -> tuple[Library, str, Claim]:
+    """The claim completed from the register, the published library and the policy id governing it."""
+    with Session(ctx.engine) as session:
+        completed, policy_id = complete_claim(session, json_object(body), who.hospital_id)
+        library = ctx.catalogue.library(session)
+    return library, policy_id, parse_claim(completed)
+
+
+@router.post(
+    "/quotes",
+    summary="Pre-settlement (预结算): the full split; nothing is recorded",
+    openapi_extra=_CLAIM_BODY,
+    responses=openapi.problems(401, 403, 422, 503),
+)
+def quote(request: Request, who: Desk, body: Body) -> JSONResponse:
+    ctx = context(request)
+    library, policy_id, claim = _claim(ctx, who, body)
+    return JSONResponse(quote_claim(ctx.engine, library, policy_id, claim))
+
+
+@router.post(
+    "/settlements",
+    summary="Settle (结算) once per hospital settlement key",
+    description="The first request records the settlement and answers 201. The same key with the same content "
+    "answers 200 with the same body and records nothing; the same key with other content answers 409.",
+    openapi_extra=_CLAIM_BODY,
+    responses={
+        200: {"description": "A repeat of a recorded settlement: the recorded body"},
+        201: {"description": "Recorded: the split, trace, references and the national view"},
+        **openapi.problems(401, 403, 409, 422, 503),
+    },
+    status_code=201,
+)
+def settle(request: Request, who: Desk, body: Body) -> JSONResponse:
+    ctx = context(request)
+    library, policy_id, claim = _claim(ctx, who, body)
+    outcome = settle_claim(ctx.engine, library, policy_id, claim, ctx.clock(), who)
+    return JSONResponse({"setl_id": outcome.setl_id, **outcome.record}, status_code=201 if outcome.created else 200)
+
+
+@router.get(
+    "/settlements",
+    summary="Settlements of a hospital and day (a desk sees its own hospital's only)",
+    responses=openapi.problems(401, 403, 422, 503),
+)
+def list_settlements(
+    request: Request,
+    who: Reader,
+    hospital_id: str | None = None,
+    settled_on: dt.date | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> JSONResponse:
+    ctx = context(request)
+    if who.hospital_id is not None:
+        if hospital_id not in (None, who.hospital_id):
+            raise ClaimError([FieldError("hospital_id", "a desk sees its own hospital's settlements only")])
+        hospital_id = who.hospital_id
+    query = select(Settlement, Reversal).outerjoin(Reversal, Reversal.setl_id == Settlement.setl_id)
+    if hospital_id is not None:
+        query = query.where(Settlement.hospital_id == hospital_id)
+    if settled_on is not None:
+        start = dt.datetime.combine(settled_on, dt.time())
+        query = query.where(Settlement.settled_at >= start, Settlement.settled_at < start + dt.timedelta(days=1))
+    with Session(ctx.engine) as session:
+        rows = session.execute(query.order_by(Settlement.settled_at.desc()).limit(limit)).all()
+        items = [_summary(s, r) for s, r in rows]
+    return JSONResponse({"settlements": items})
+
+
+def _summary(settlement: Settlement, reversal: Reversal | None) -> dict[str, Any]:
+    return {
+        "setl_id": settlement.setl_id,
+        "medins_setl_id": settlement.medins_setl_id,
+        "hospital_id": settlement.hospital_id,
+        "person_id": settlement.person_id,
+        "policy": settlement.policy,
+        "settled_at": settlement.settled_at.isoformat(),
+        "total": f"{settlement.total:.2f}",
+        "fund_paid": f"{settlement.fund_paid:.2f}",
+        "patient_burden": f"{settlement.patient_burden:.2f}",
+        "reversed": reversal is not None,
+    }
+
+
+@router.get(
+    "/settlements/{setl_id}",
+    summary="A settlement: split, trace with clause references, national setlinfo/setldetail, reversal",
+    responses=openapi.problems(401, 403, 404, 503),
+)
+def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse:
+    with Session(context(request).engine) as session:
+        known = session.get(Settlement, setl_id)
+        if known is None or not visible_to(who, known):
+            raise NotFound(f"no settlement {setl_id!r}")
+        reversal = session.get(Reversal, setl_id)
+        body = {"setl_id": setl_id, **json.loads(known.record_json)}
+        body["reversed"] = (
+            None if reversal is None else {"reason": reversal.reason, "reversed_at": reversal.reversed_at.isoformat()}
+        )
+    return JSONResponse(body)
+
+
+@router.post(
+    "/settlements/{setl_id}/reversal",
+    summary="Reverse (结算撤销): negative entries dated now give back every accumulator; once only",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+                    },
+                    "example": {"reason": "wrong patient selected at the desk"},
+                }
+            },
+        }
+    },
+    responses=openapi.problems(401, 403, 404, 409, 422, 503),
+    status_code=201,
+)
+def reverse(request: Request, setl_id: str, who: Desk, body: Body) -> JSONResponse:
+    ctx = context(request)
+    reason = json_object(body).get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ClaimError([FieldError("reason", "is required: say why the settlement is reversed")])
+    if len(reason) > 500:
+        raise ClaimError([FieldError("reason", "is longer than 500 characters")])
+    reverse_settlement(ctx.engine, setl_id, reason.strip(), ctx.clock(), who)
+    return JSONResponse({"setl_id": setl_id, "reversed": True}, status_code=201)
+
+
+@router.get(
+    "/people/{person_id}/accumulators",
+    summary="A person's (and household's) year-to-date figures per accumulator, like the national 5206",
+    responses=openapi.problems(401, 403, 404, 422, 503),
+)
+def accumulators(
+    request: Request, person_id: str, who: Reader, year: Annotated[int, Query(ge=1990, le=2100)]
+) -> JSONResponse:
+    with Session(context(request).engine) as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise NotFound(f"no person {person_id!r} is registered")
+        state = snapshot(session, [person_id, person.household_id], [year])
+    rows = services.accumulator_rows(state)
+    return JSONResponse(
+        {"person_id": person_id, "household_id": person.household_id, "year": year, "accumulators": rows}
+    )
