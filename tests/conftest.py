@@ -39,3 +39,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'doudi.sqlite3'}"
     else:
         yield from _postgres_database()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database only (skipped, with the reason, where none is configured)."""
+    yield from _postgres_database()
