@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
-from api import openapi, routes_accounts, routes_desk, routes_policies, routes_registry
+from api import openapi, routes_accounts, routes_desk, routes_policies, routes_reconciliation, routes_registry
 from api.auth import Forbidden, Unauthenticated
 from api.context import Context
 from doudi import services
@@ -32,6 +33,7 @@ from settlement.errors import ClaimError, FieldError
 
 PROBLEM = "application/problem+json"
 DEFAULT_DATABASE_URL = "sqlite:///var/doudi.sqlite3"
+ARCHIVE_ENV, DEFAULT_ARCHIVE = "DOUDI_ARCHIVE_DIR", "var/reconciliation"
 
 
 def problem(
@@ -66,9 +68,11 @@ def create_app(
     url: str | None = None,
     lists: Library | None = None,
     clock: Callable[[], dt.datetime] = dt.datetime.now,
+    archive: Path | None = None,
 ) -> FastAPI:
     """The service on the database at `url` (migrated to the newest schema first), settling with the
-    policies published there over the disease lists of `lists` (default: the shipped library)."""
+    policies published there over the disease lists of `lists` (default: the shipped library). Closed
+    months' files go under `archive` (default DOUDI_ARCHIVE_DIR, else var/reconciliation)."""
     found_url = database_url(url)
     upgrade(found_url)
     engine = open_engine(found_url)
@@ -82,9 +86,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.context = Context(engine, catalogue, clock)
-    for router in (routes_desk.router, routes_registry.router, routes_policies.router, routes_accounts.router):
-        app.include_router(router)
+    app.state.context = Context(engine, catalogue, clock, archive or Path(os.environ.get(ARCHIVE_ENV, DEFAULT_ARCHIVE)))
+    for module in (routes_desk, routes_registry, routes_policies, routes_reconciliation, routes_accounts):
+        app.include_router(module.router)
     openapi.install(app)
     _handle_errors(app)
 

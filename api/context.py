@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +23,7 @@ class Context:
     engine: Engine
     catalogue: Catalogue
     clock: Callable[[], dt.datetime]
+    archive: Path  # closed months' files
 
 
 def context(request: Request) -> Context:

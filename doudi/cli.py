@@ -207,6 +207,81 @@ def users_revoke(
     typer.echo(f"revoked {count} token(s) of {name}")
 
 
+reconcile_app = typer.Typer(help="Monthly reconciliation: statements, matching a hospital's file, closing.")
+app.add_typer(reconcile_app, name="reconcile")
+MonthOption = Annotated[str, typer.Option("--month", help="The month, like 2014-07.")]
+
+
+def _month(text: str) -> Any:
+    from reconciliation.frames import Month
+
+    try:
+        return Month.parse(text)
+    except ValueError as err:
+        _fail([f"--month: {err}"])
+
+
+def _step(message: str) -> None:
+    typer.echo(f"… {message}", err=True)
+
+
+@reconcile_app.command("statement")
+def reconcile_statement(
+    month: MonthOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the files (made if missing).")],
+    hospital: Annotated[str | None, typer.Option("--hospital", help="One hospital (default: all).")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write a month's statement (summary, detail, checks as CSV and XLSX; national detail files), checked
+    to balance before anything is written."""
+    from doudi import reconcile
+    from reconciliation.statement import Unbalanced
+
+    chosen = _month(month)
+    _step(f"reading {chosen} from the ledger")
+    with _session_for(database_url) as session:
+        built = reconcile.statement(session, chosen, hospital)
+    _step(f"{len(built.detail)} detail rows, {len(built.summary)} hospital × fund rows; writing files")
+    try:
+        found = reconcile.write_files(built, out)
+    except Unbalanced as err:
+        _fail([str(err)])
+    for file in found["files"]:
+        typer.echo(f"{file['sha256']}  {out / file['name']}")
+    typer.echo(f"balanced: {len(built.checks)} checks hold; due to hospitals {_yuan(found['due_fen'])} yuan")
+
+
+@reconcile_app.command("close")
+def reconcile_close(month: MonthOption, database_url: DatabaseOption = None) -> None:
+    """月结: write the month's files once into the archive (DOUDI_ARCHIVE_DIR, default var/reconciliation),
+    store their hashes and freeze the month. Closing again changes nothing."""
+    import datetime as dt
+
+    from doudi import reconcile
+    from doudi.accounts import SYSTEM
+    from reconciliation.statement import Unbalanced
+
+    chosen = _month(month)
+    folder = reconcile.archive_folder(chosen)
+    with _session_for(database_url) as session:
+        engine = session.get_bind()
+    try:
+        found, new = reconcile.close_month(
+            engine, chosen, SYSTEM, dt.datetime.now(), lambda built: reconcile.write_files(built, folder)
+        )
+    except (reconcile.MonthError, Unbalanced) as err:
+        _fail([str(err)])
+    typer.echo(f"{chosen} {'closed' if new else 'was already closed'}; files in {folder}")
+    for file in found["files"]:
+        typer.echo(f"{file['sha256']}  {file['name']}")
+
+
+def _yuan(fen: int) -> str:
+    from reconciliation.national import yuan_text
+
+    return yuan_text(fen)
+
+
 @policy_app.command("list")
 def policy_list(library_dir: LibraryOption = LIBRARY_DIR) -> None:
     """Every policy in the library with its region, dates and funds."""

@@ -77,7 +77,18 @@ class Settlement(Base):
     total: Mapped[Decimal] = mapped_column(Money)
     fund_paid: Mapped[Decimal] = mapped_column(Money)
     patient_burden: Mapped[Decimal] = mapped_column(Money)
-    settled_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    settled_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when recorded: its month pays
+    # The claim's facts that monthly statements show, as columns so that a month is read without JSON.
+    category: Mapped[str] = mapped_column(String(32))
+    insurance_scheme: Mapped[str] = mapped_column(String(16))
+    visit_type: Mapped[str] = mapped_column(String(16))
+    diagnosis: Mapped[str] = mapped_column(String(16))  # the principal one
+    admitted_on: Mapped[dt.date] = mapped_column(Date)
+    discharged_on: Mapped[dt.date] = mapped_column(Date)
+    fully_self_paid: Mapped[Decimal] = mapped_column(Money)
+    over_limit_self_paid: Mapped[Decimal] = mapped_column(Money)
+    pre_self_paid: Mapped[Decimal] = mapped_column(Money)
+    in_scope: Mapped[Decimal] = mapped_column(Money)
 
 
 class Reversal(Base):
@@ -86,7 +97,7 @@ class Reversal(Base):
     __tablename__ = "reversals"
     setl_id: Mapped[str] = mapped_column(ForeignKey("settlements.setl_id"), primary_key=True)
     reason: Mapped[str] = mapped_column(String(500))
-    reversed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    reversed_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 
 
 class LedgerEntry(Base):
@@ -98,8 +109,13 @@ class LedgerEntry(Base):
     setl_id: Mapped[str] = mapped_column(ForeignKey("settlements.setl_id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # settlement | reversal
     tier: Mapped[str] = mapped_column(String(80))
+    stage: Mapped[str] = mapped_column(String(40))
+    bucket: Mapped[str] = mapped_column(String(80))
     fund_pay_type: Mapped[str] = mapped_column(String(10))
     amount: Mapped[Decimal] = mapped_column(Money)
+    base: Mapped[Decimal] = mapped_column(Money)  # what entered this fund (for assistance: 进入医疗救助金额)
+    quota_used: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # paid this year so far, this included
+    quota_left: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # of the annual cap, after; none: no cap
     accumulator: Mapped[str | None] = mapped_column(String(80), nullable=True)
     entity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     policy_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -160,3 +176,13 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class MonthClose(Base):
+    """A closed month (月结): its statement files were written once and are frozen; their hashes are here."""
+
+    __tablename__ = "month_closes"
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    closed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    closed_by: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[str] = mapped_column(Text)  # JSON: files with SHA-256, totals, carry-forwards

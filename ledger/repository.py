@@ -69,6 +69,16 @@ def append_settlement(
         fund_paid=Decimal(record["fund_paid"]),
         patient_burden=Decimal(record["patient_burden"]),
         settled_at=when,
+        category=claim.category,
+        insurance_scheme=claim.insurance_scheme,
+        visit_type=claim.visit_type,
+        diagnosis=claim.diagnoses[0],
+        admitted_on=claim.admitted_on,
+        discharged_on=claim.discharged_on,
+        fully_self_paid=claim.fully_self_paid,
+        over_limit_self_paid=claim.over_limit_self_paid,
+        pre_self_paid=claim.pre_self_paid,
+        in_scope=claim.in_scope,
     )
     session.add(settlement)
     session.flush()  # the settlement row first: the entries refer to it
@@ -80,8 +90,13 @@ def append_settlement(
                 setl_id=setl_id,
                 kind="settlement",
                 tier=tier["tier"],
+                stage=tier["stage"],
+                bucket=tier.get("bucket", ""),
                 fund_pay_type=tier["fund_pay_type"],
                 amount=Decimal(tier["paid"]),
+                base=Decimal(tier.get("base") or "0.00"),
+                quota_used=Decimal(acc["paid_after"]) if acc else None,
+                quota_left=_quota_left(tier),
                 accumulator=acc["key"] if acc else None,
                 entity=acc["entity"] if acc else None,
                 policy_year=acc["year"] if acc else None,
@@ -97,8 +112,11 @@ def append_settlement(
                 setl_id=setl_id,
                 kind="settlement",
                 tier="(admission)",
+                stage="",
+                bucket="",
                 fund_pay_type="",
                 amount=_ZERO,
+                base=_ZERO,
                 accumulator=ADMISSIONS_KEY,
                 entity=claim.person_id,
                 policy_year=year,
@@ -109,3 +127,9 @@ def append_settlement(
             )
         )
     return settlement
+
+
+def _quota_left(tier: dict[str, Any]) -> Decimal | None:
+    """What is left of the fund's annual cap after this payment; None where the fund has no annual cap."""
+    cap_left = tier.get("annual_cap_left")
+    return None if cap_left is None else Decimal(cap_left) - Decimal(tier["paid"])

@@ -1,0 +1,199 @@
+"""Monthly reconciliation on the ledger: read a month into the frames of reconciliation/frames.py, build
+the statement, write its files, match a hospital's file, close the month.
+
+Money leaves the database as integer fen computed in SQL (`ROUND(amount * 100)`), exact on PostgreSQL's
+numeric and on SQLite alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import BigInteger, Engine, cast, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+
+from doudi.accounts import Principal, audit
+from ledger.models import LedgerEntry, MonthClose, Reversal, Settlement
+from reconciliation.files import manifest, statement_files
+from reconciliation.frames import Month
+from reconciliation.statement import Statement, build_statement
+
+
+class MonthError(Exception):
+    """The month cannot be closed (not over yet), or the request names a bad month."""
+
+
+def _fen(column: Any) -> ColumnElement[int]:
+    return cast(func.round(column * 100), BigInteger)
+
+
+def read_month(session: Session, month: Month) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(settlements, entries, ledger totals) of `month`, as reconciliation/frames.py describes them."""
+    start, end = month.start, month.end
+    reversed_in_month = select(Reversal.setl_id).where(Reversal.reversed_at >= start, Reversal.reversed_at < end)
+    wanted = or_(
+        (Settlement.settled_at >= start) & (Settlement.settled_at < end), Settlement.setl_id.in_(reversed_in_month)
+    )
+    settlements_query = (
+        select(
+            Settlement.setl_id,
+            Settlement.medins_setl_id,
+            Settlement.hospital_id,
+            Settlement.person_id,
+            Settlement.category,
+            Settlement.diagnosis,
+            Settlement.admitted_on,
+            Settlement.discharged_on,
+            Settlement.settled_at,
+            Reversal.reversed_at,
+            Settlement.policy,
+            _fen(Settlement.total).label("total"),
+            _fen(Settlement.fully_self_paid).label("fully_self_paid"),
+            _fen(Settlement.over_limit_self_paid).label("over_limit_self_paid"),
+            _fen(Settlement.pre_self_paid).label("pre_self_paid"),
+            _fen(Settlement.in_scope).label("in_scope"),
+            _fen(Settlement.fund_paid).label("fund_paid"),
+            _fen(Settlement.patient_burden).label("patient_burden"),
+        )
+        .outerjoin(Reversal, Reversal.setl_id == Settlement.setl_id)
+        .where(wanted)
+    )
+    connection = session.connection()
+    settlements = pd.read_sql(settlements_query, connection)
+    for column in ("settled_at", "reversed_at"):
+        settlements[column] = pd.to_datetime(settlements[column])
+    for column in ("admitted_on", "discharged_on"):
+        settlements[column] = pd.to_datetime(settlements[column]).dt.date
+
+    entries_query = (
+        select(
+            LedgerEntry.setl_id,
+            LedgerEntry.kind,
+            LedgerEntry.stage,
+            LedgerEntry.bucket,
+            LedgerEntry.fund_pay_type,
+            _fen(LedgerEntry.amount).label("amount"),
+            _fen(LedgerEntry.base).label("base"),
+            _fen(LedgerEntry.quota_used).label("quota_used"),
+            _fen(LedgerEntry.quota_left).label("quota_left"),
+        )
+        .join(Settlement, Settlement.setl_id == LedgerEntry.setl_id)
+        .where(wanted, LedgerEntry.stage != "")
+    )
+    entries = pd.read_sql(entries_query, connection)
+    for column in ("quota_used", "quota_left"):
+        entries[column] = entries[column].astype("Int64")
+
+    totals_query = (
+        select(
+            Settlement.hospital_id,
+            LedgerEntry.stage,
+            LedgerEntry.bucket,
+            _fen(func.sum(LedgerEntry.amount)).label("amount"),
+        )
+        .join(Settlement, Settlement.setl_id == LedgerEntry.setl_id)
+        .where(LedgerEntry.recorded_at >= start, LedgerEntry.recorded_at < end, LedgerEntry.stage != "")
+        .group_by(Settlement.hospital_id, LedgerEntry.stage, LedgerEntry.bucket)
+    )
+    totals = pd.read_sql(totals_query, connection)
+    return settlements, entries, totals
+
+
+def closed(session: Session, month: Month) -> MonthClose | None:
+    return session.get(MonthClose, str(month))
+
+
+def carried_into(session: Session, month: Month) -> dict[tuple[str, str], int]:
+    """The negative balances carried into `month`: from the closed month before it, or computed from the
+    months before (back to the first settlement) when it is still open."""
+    previous = month.previous()
+    known = closed(session, previous)
+    if known is not None:
+        carry = json.loads(known.manifest)["carried_out"]
+        return {(row["hospital_id"], row["fund"]): int(row["fen"]) for row in carry}
+    first = session.scalar(select(func.min(Settlement.settled_at)))
+    if first is None or previous < Month.of(first):
+        return {}
+    return statement(session, previous).carried_out()
+
+
+def statement(session: Session, month: Month, hospital_id: str | None = None) -> Statement:
+    settlements, entries, totals = read_month(session, month)
+    return build_statement(month, settlements, entries, totals, carried_into(session, month), hospital_id)
+
+
+def close_month(
+    engine: Engine, month: Month, who: Principal, now: dt.datetime, write: Any
+) -> tuple[dict[str, Any], bool]:
+    """月结: build and check the month's statement, write its files once (`write(statement)` returns the
+    manifest of files with their SHA-256), and freeze it. Closing again returns the stored manifest and
+    changes nothing: (manifest, newly closed)."""
+    if month.end > now:
+        raise MonthError(f"{month} is not over yet (it ends {month.end:%Y-%m-%d}); close it afterwards")
+    with Session(engine) as session, session.begin():
+        known = closed(session, month)
+        if known is not None:
+            return json.loads(known.manifest), False
+        built = statement(session, month)
+        built.require_balanced()
+        manifest = write(built)
+        manifest["carried_out"] = [
+            {"hospital_id": h, "fund": f, "fen": fen} for (h, f), fen in sorted(built.carried_out().items())
+        ]
+        session.add(
+            MonthClose(
+                month=str(month),
+                closed_at=now,
+                closed_by=who.user,
+                manifest=json.dumps(manifest, ensure_ascii=False, sort_keys=True),
+            )
+        )
+        audit(session, who, "month.close", str(month), {"files": manifest.get("files", [])}, now)
+    return manifest, True
+
+
+def write_files(statement: Statement, folder: Path) -> dict[str, Any]:
+    """Write the statement's files into `folder` (made if missing) with `manifest.json`; the manifest.
+    Nothing is written unless every balancing check holds."""
+    files = statement_files(statement)  # raises Unbalanced before anything is written
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    found = manifest(statement, files)
+    (folder / "manifest.json").write_text(json.dumps(found, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    return found
+
+
+def archive_folder(month: Month, base: Path | None = None) -> Path:
+    """Where a closed month's files live: DOUDI_ARCHIVE_DIR (default var/reconciliation)/YYYY-MM."""
+    root = base if base is not None else Path(os.environ.get("DOUDI_ARCHIVE_DIR", "var/reconciliation"))
+    return root / str(month)
+
+
+def months(session: Session) -> list[dict[str, Any]]:
+    """Every month with settlements or reversals, newest first, with its state."""
+    found: set[str] = set()
+    for column in (Settlement.settled_at, Reversal.reversed_at):
+        for (moment,) in session.execute(select(column).distinct()):
+            found.add(f"{moment:%Y-%m}")
+    closes = {c.month: c for c in session.scalars(select(MonthClose))}
+    found |= set(closes)
+    out = []
+    for month in sorted(found, reverse=True):
+        close = closes.get(month)
+        out.append(
+            {
+                "month": month,
+                "closed": close is not None,
+                "closed_at": close.closed_at.isoformat() if close else None,
+                "closed_by": close.closed_by if close else None,
+            }
+        )
+    return out
