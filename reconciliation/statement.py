@@ -80,6 +80,9 @@ def build_statement(
 
     `carried_in`: each (hospital, fund)'s negative balance carried from the month before."""
     carry = dict(carried_in or {})
+    settlements = settlements.assign(
+        settled_at=pd.to_datetime(settlements["settled_at"]), reversed_at=pd.to_datetime(settlements["reversed_at"])
+    )
     if hospital_id is not None:
         settlements = settlements[settlements["hospital_id"] == hospital_id]
         entries = entries[entries["setl_id"].isin(settlements["setl_id"])]
