@@ -71,10 +71,11 @@ def upgrade() -> None:
 
 def _backfill(connection: Any) -> None:
     settlements = sa.table("settlements", *(sa.column(n) for n in ("setl_id", "claim_json", "record_json")))
-    settlement_update = sa.table("settlements", sa.column("setl_id"), *(sa.column(n) for n, _ in SETTLEMENT_COLUMNS))
+    # Typed columns: SQLite's driver binds a Decimal only through the Numeric type.
+    settlement_update = sa.table("settlements", sa.column("setl_id"), *(sa.column(n, t) for n, t in SETTLEMENT_COLUMNS))
     entries = sa.table("ledger_entries", *(sa.column(n) for n in ("id", "setl_id", "tier", "kind")))
-    entry_update = sa.table("ledger_entries", sa.column("id"), *(sa.column(n) for n, _ in ENTRY_COLUMNS))
-    quota = sa.table("ledger_entries", sa.column("id"), sa.column("quota_used"), sa.column("quota_left"))
+    entry_update = sa.table("ledger_entries", sa.column("id"), *(sa.column(n, t) for n, t in ENTRY_COLUMNS))
+    quota = sa.table("ledger_entries", sa.column("id"), sa.column("quota_used", MONEY), sa.column("quota_left", MONEY))
     for setl_id, claim_json, record_json in connection.execute(sa.select(settlements)).all():
         claim, record = json.loads(claim_json), json.loads(record_json)
         amounts = record["amounts"]
