@@ -18,6 +18,10 @@ from reconciliation.national import detail_rows, zipped_detail
 from reconciliation.statement import Statement
 from reconciliation.writers import Sheet, csv_bytes, xlsx_bytes
 
+XLSX_DETAIL_LIMIT: Final = 50_000
+"""Detail rows a statement workbook holds; a month of all hospitals beyond this is in CSV and national files
+only (a workbook of a million rows would take minutes to write and cannot be worked in by hand)."""
+
 CATEGORY_NAMES: Final = {
     "tekun": "特困人员",
     "orphan": "孤儿",
@@ -142,12 +146,24 @@ def statement_files(statement: Statement) -> dict[str, bytes]:
         "hospitals.csv": csv_bytes(hospitals),
         "detail.csv": csv_bytes(detail),
         "checks.csv": csv_bytes(checks),
-        "statement.xlsx": xlsx_bytes([summary, hospitals, detail, checks], created),
+        "statement.xlsx": xlsx_bytes([summary, hospitals, _workbook_detail(detail), checks], created),
     }
     rows = detail_rows(statement)
     for hospital, part in rows.groupby(statement.detail["hospital_id"], sort=True):
         files[f"national/{hospital}.zip"] = zipped_detail(part, statement.month, f"{hospital}-{statement.month}.txt")
     return files
+
+
+def _workbook_detail(detail: Sheet) -> Sheet:
+    """The detail sheet, or, for a month too large to open comfortably in a spreadsheet, a note saying where
+    the rows are (every row is always in detail.csv and the national files)."""
+    if len(detail.frame) <= XLSX_DETAIL_LIMIT:
+        return detail
+    note = (
+        f"明细共 {len(detail.frame)} 行，超过工作簿明细上限 {XLSX_DETAIL_LIMIT} 行，请见 detail.csv 与 national/*.zip。"
+        f" The detail has {len(detail.frame)} rows, more than {XLSX_DETAIL_LIMIT}: see detail.csv and national/*.zip."
+    )
+    return Sheet(detail.name, detail.frame.iloc[0:0], detail.headers, detail.money, (), (*detail.notes, note))
 
 
 def manifest(statement: Statement, files: dict[str, bytes]) -> dict[str, Any]:

@@ -12,10 +12,15 @@ import io
 import zipfile
 from typing import Final
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from reconciliation.frames import Month
 from reconciliation.statement import Statement
+from reconciliation.writers import yuan_array
 
 DETAIL_COLUMNS: Final = (
     "setl_id",
@@ -50,28 +55,36 @@ def detail_rows(statement: Statement) -> pd.DataFrame:
             "fund_pay_sumamt": detail["fund_paid"],
             "acct_pay": 0,
             "refd_setl_flag": (detail["row_kind"] == "reversal").astype(int).astype(str),
-            "exp_content": [
-                f"hospital={h};prior_period={m}" if p else f"hospital={h}"
-                for h, p, m in zip(detail["hospital_id"], detail["prior_period"], detail["original_month"], strict=True)
-            ],
+            "exp_content": "hospital="
+            + detail["hospital_id"].astype(str)
+            + np.where(detail["prior_period"].to_numpy(bool), ";prior_period=" + detail["original_month"], ""),
         },
         columns=list(DETAIL_COLUMNS),
     )
 
 
 def detail_text(rows: pd.DataFrame) -> str:
-    lines = ["\t".join(DETAIL_COLUMNS)]
-    for row in rows.itertuples(index=False):
-        values = []
-        for name, value in zip(DETAIL_COLUMNS, row, strict=True):
-            if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
-                values.append(NULL)
-            elif name in MONEY:
-                values.append(yuan_text(int(value)))
-            else:
-                values.append(str(value).replace("\t", " ").replace("\n", " "))
-        lines.append("\t".join(values))
-    return "\n".join(lines) + "\n"
+    return detail_bytes(rows).decode("utf-8")
+
+
+def detail_bytes(rows: pd.DataFrame) -> bytes:
+    """The detail file's text (UTF-8): a header line, then one TAB-separated line per row."""
+    arrays = []
+    for name in DETAIL_COLUMNS:
+        column = rows[name]
+        if name in MONEY:
+            values = pc.cast(yuan_array(column), pa.string())
+        else:
+            values = pa.array(column.astype("string"), pa.string(), from_pandas=True)
+            values = pc.replace_substring_regex(values, r"[\t\r\n]", " ")  # a field never breaks a line
+        arrays.append(pc.fill_null(pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values), NULL))
+    sink = io.BytesIO()
+    sink.write(("\t".join(DETAIL_COLUMNS) + "\n").encode("utf-8"))
+    if len(rows):
+        table = pa.table(arrays, names=list(DETAIL_COLUMNS))
+        options = pa_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+        pa_csv.write_csv(table, sink, options)
+    return sink.getvalue()
 
 
 def zipped_detail(rows: pd.DataFrame, month: Month, name: str) -> bytes:
@@ -81,5 +94,5 @@ def zipped_detail(rows: pd.DataFrame, month: Month, name: str) -> bytes:
         entry = zipfile.ZipInfo(name, date_time=(month.year, month.month, 1, 0, 0, 0))
         entry.compress_type = zipfile.ZIP_DEFLATED
         entry.external_attr = 0o644 << 16
-        archive.writestr(entry, detail_text(rows).encode("utf-8"))
+        archive.writestr(entry, detail_bytes(rows))
     return buffer.getvalue()

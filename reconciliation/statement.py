@@ -88,7 +88,7 @@ def build_statement(
         entries = entries[entries["setl_id"].isin(settlements["setl_id"])]
         ledger_totals = ledger_totals[ledger_totals["hospital_id"] == hospital_id]
         carry = {k: v for k, v in carry.items() if k[0] == hospital_id}
-    entries = entries.assign(fund=[fund_key(s, b) for s, b in zip(entries["stage"], entries["bucket"], strict=True)])
+    entries = entries.assign(fund=_funds_of(entries))
     funds = fund_order(
         list(entries["fund"].unique()) + [f for _, f in carry] + _ledger_funds(ledger_totals)["fund"].tolist()
     )
@@ -99,83 +99,109 @@ def build_statement(
     return Statement(month, funds, detail, summary, hospitals, checks, carry)
 
 
+def _funds_of(frame: pd.DataFrame) -> np.ndarray:
+    """The fund key of each row, computed once per distinct (stage, bucket) rather than per row."""
+    if not len(frame):
+        return np.array([], dtype=object)
+    stage_codes, stages = pd.factorize(frame["stage"])
+    bucket_codes, buckets = pd.factorize(frame["bucket"])
+    pair = stage_codes.astype(np.int64) * len(buckets) + bucket_codes
+    codes, uniques = pd.factorize(pair)
+    keys = [fund_key(str(stages[u // len(buckets)]), str(buckets[u % len(buckets)])) for u in uniques]
+    return np.array(keys, dtype=object)[codes]
+
+
 def _ledger_funds(ledger_totals: pd.DataFrame) -> pd.DataFrame:
-    return ledger_totals.assign(
-        fund=[fund_key(s, b) for s, b in zip(ledger_totals["stage"], ledger_totals["bucket"], strict=True)]
-    )
+    return ledger_totals.assign(fund=_funds_of(ledger_totals))
 
 
 def _detail(month: Month, settlements: pd.DataFrame, entries: pd.DataFrame, funds: list[str]) -> pd.DataFrame:
     forward = settlements[month.holds(settlements["settled_at"])].assign(row_kind="settlement", sign=1)
     reverse = settlements[month.holds(settlements["reversed_at"])].assign(row_kind="reversal", sign=-1)
     rows = pd.concat([forward, reverse], ignore_index=True)
-    rows["booked_at"] = np.where(rows["row_kind"] == "settlement", rows["settled_at"], rows["reversed_at"])
-    rows["booked_at"] = pd.to_datetime(rows["booked_at"])
+    is_forward = (rows["row_kind"] == "settlement").to_numpy()
+    rows["booked_at"] = rows["settled_at"].where(is_forward, rows["reversed_at"])
     rows["original_month"] = rows["settled_at"].dt.strftime("%Y-%m")
-    rows["prior_period"] = (rows["row_kind"] == "reversal") & (rows["settled_at"] < month.start)
+    rows["prior_period"] = ~is_forward & (rows["settled_at"] < month.start).to_numpy()
     for name in _AMOUNTS:
-        rows[name] = rows[name].astype(np.int64) * rows["sign"]
+        rows[name] = rows[name].to_numpy(np.int64) * rows["sign"].to_numpy()
 
-    paid = entries.pivot_table(index=["setl_id", "kind"], columns="fund", values="amount", aggfunc="sum", fill_value=0)
-    paid = paid.reindex(columns=funds, fill_value=0).astype(np.int64)
-    keys = pd.MultiIndex.from_arrays([rows["setl_id"], rows["row_kind"]])
-    amounts = paid.reindex(keys, fill_value=0)
-    for fund in funds:
-        rows[fund] = amounts[fund].to_numpy()
+    # Each entry lands on its settlement's forward row (kind settlement) or reverse row (kind reversal).
+    entry_forward = (entries["kind"] == "settlement").to_numpy()
+    forward_at = pd.Index(forward["setl_id"]).get_indexer(entries["setl_id"])
+    reverse_at = pd.Index(reverse["setl_id"]).get_indexer(entries["setl_id"])
+    target = np.where(entry_forward, forward_at, np.where(reverse_at >= 0, reverse_at + len(forward), -1))
+    kept = target >= 0
+    target = target[kept]
+    fund_codes = pd.Index(funds).get_indexer(entries["fund"].to_numpy()[kept])
+    amounts = np.zeros((len(rows), len(funds)), dtype=np.int64)
+    np.add.at(amounts, (target, fund_codes), entries["amount"].to_numpy(np.int64)[kept])
+    for j, fund in enumerate(funds):
+        rows[fund] = amounts[:, j]
 
-    assistance = entries[entries["stage"] == "medical_assistance"]
-    entered = assistance.groupby(["setl_id", "kind"])["base"].sum()
-    rows["assistance_base"] = entered.reindex(keys, fill_value=0).to_numpy().astype(np.int64)
-    # The bucket that paid (or, when none paid, any) carries the annual quota figures of the settlement.
-    quota = (
-        assistance[assistance["kind"] == "settlement"]
-        .assign(order=lambda f: (f["amount"] == 0).astype(int))
-        .sort_values(["setl_id", "order"], kind="stable")
-        .drop_duplicates("setl_id")
-        .set_index("setl_id")
-    )
-    forward_only = rows["row_kind"] == "settlement"
+    # What entered medical assistance, and the annual quota figures of the bucket that paid (or, when none
+    # paid, of any bucket), on forward rows.
+    assistance = kept & (entries["stage"] == "medical_assistance").to_numpy()
+    where = np.where(entry_forward, forward_at, np.where(reverse_at >= 0, reverse_at + len(forward), -1))[assistance]
+    entered = np.zeros(len(rows), dtype=np.int64)
+    np.add.at(entered, where, entries["base"].to_numpy(np.int64)[assistance])
+    rows["assistance_base"] = entered
+    quota = entries[assistance & entry_forward].assign(row=forward_at[assistance & entry_forward])
+    quota = quota.assign(unpaid=(quota["amount"] == 0)).sort_values(["row", "unpaid"], kind="stable")
+    quota = quota.drop_duplicates("row").set_index("row")
     for column in ("quota_used", "quota_left"):
-        values = quota[column].reindex(rows["setl_id"]) if len(quota) else pd.Series(pd.NA, index=rows["setl_id"])
-        rows[column] = pd.Series(values.to_numpy(), index=rows.index, dtype="Int64").where(forward_only)
+        values = pd.Series(pd.NA, index=rows.index, dtype="Int64")
+        if len(quota):
+            values.loc[quota.index.to_numpy()] = quota[column].astype("Int64").to_numpy()
+        rows[column] = values
     rows = rows.sort_values(["hospital_id", "booked_at", "setl_id", "row_kind"], kind="stable", ignore_index=True)
     return rows.drop(columns=["sign"])
 
 
 def _summary(detail: pd.DataFrame, funds: list[str], carry: dict[tuple[str, str], int]) -> pd.DataFrame:
-    hospitals = sorted(set(detail["hospital_id"]) | {h for h, _ in carry})
-    rows = []
-    by_hospital = dict(tuple(detail.groupby("hospital_id", sort=False))) if len(detail) else {}
-    for hospital in hospitals:
-        mine = by_hospital.get(hospital, detail.iloc[0:0])
-        forward = mine["row_kind"] == "settlement"
-        prior = mine["prior_period"].astype(bool)
-        for fund in funds:
-            column = mine[fund] if fund in mine else pd.Series(dtype=np.int64)
-            carried = carry.get((hospital, fund), 0)
-            if not column.any() and carried == 0:
-                continue
-            paid = int(column[forward].sum())
-            reversed_ = int(column[~forward].sum())
-            balance = paid + reversed_ + carried
-            rows.append(
-                {
-                    "hospital_id": hospital,
-                    "fund": fund,
-                    "fund_name": fund_name(fund),
-                    "settlements": int((column[forward] != 0).sum()),
-                    "reversals": int((column[~forward] != 0).sum()),
-                    "paid": paid,
-                    "reversed": reversed_,
-                    "prior_period": int(column[~forward & prior].sum()),
-                    "net": paid + reversed_,
-                    "carried_in": carried,
-                    "due": max(balance, 0),
-                    "carried_out": min(balance, 0),
-                }
-            )
     columns = ["hospital_id", "fund", "fund_name", "settlements", "reversals", "paid", "reversed", "prior_period"]
-    return pd.DataFrame(rows, columns=[*columns, "net", "carried_in", "due", "carried_out"])
+    columns += ["net", "carried_in", "due", "carried_out"]
+    hospitals = sorted(set(detail["hospital_id"]) | {h for h, _ in carry})
+    if not hospitals or not funds:
+        return pd.DataFrame([], columns=columns)
+    forward = (detail["row_kind"] == "settlement").to_numpy()
+    prior = detail["prior_period"].to_numpy(bool)
+    values = detail[funds].to_numpy(np.int64)
+    by = detail["hospital_id"].to_numpy()
+
+    def per_hospital(mask: np.ndarray, data: np.ndarray) -> np.ndarray:
+        summed = pd.DataFrame(data[mask], columns=funds).groupby(by[mask]).sum()
+        return summed.reindex(index=hospitals, fill_value=0).to_numpy(np.int64)
+
+    paid = per_hospital(forward, values)
+    reversed_ = per_hospital(~forward, values)
+    prior_period = per_hospital(~forward & prior, values)
+    settled_count = per_hospital(forward, (values != 0).astype(np.int64))
+    reversed_count = per_hospital(~forward, (values != 0).astype(np.int64))
+    carried = np.zeros_like(paid)
+    for (hospital, fund), fen in carry.items():
+        carried[hospitals.index(hospital), funds.index(fund)] += fen
+    net = paid + reversed_
+    balance = net + carried
+    active = (paid != 0) | (reversed_ != 0) | (settled_count > 0) | (reversed_count > 0) | (carried != 0)
+    h, f = np.nonzero(active)
+    return pd.DataFrame(
+        {
+            "hospital_id": np.array(hospitals, dtype=object)[h],
+            "fund": np.array(funds, dtype=object)[f],
+            "fund_name": [fund_name(funds[j]) for j in f],
+            "settlements": settled_count[h, f],
+            "reversals": reversed_count[h, f],
+            "paid": paid[h, f],
+            "reversed": reversed_[h, f],
+            "prior_period": prior_period[h, f],
+            "net": net[h, f],
+            "carried_in": carried[h, f],
+            "due": np.maximum(balance, 0)[h, f],
+            "carried_out": np.minimum(balance, 0)[h, f],
+        },
+        columns=columns,
+    )
 
 
 def _hospitals(detail: pd.DataFrame) -> pd.DataFrame:
