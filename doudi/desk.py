@@ -1,10 +1,10 @@
 """The billing desk's use cases on the ledger: settle a claim once (a retry never pays twice) and reverse
 a settlement. The HTTP service of issue 3 is a thin adapter over these.
 
-Settlements touching one household are serialised: on PostgreSQL by a transaction-scoped advisory lock on
-the household (which covers each of its people), on SQLite by taking the write lock when the transaction
-begins. Year-to-date figures are read from the ledger inside that lock, so two desks can never both spend
-what is left under a cap.
+Settlements touching one person or household are serialised: on PostgreSQL by transaction-scoped advisory
+locks on the person and the household, on SQLite by taking the write lock when the transaction begins.
+Year-to-date figures are read from the ledger inside that lock, so two desks can never both spend what is
+left under a cap.
 """
 
 from __future__ import annotations
@@ -64,9 +64,15 @@ def serialise_sqlite_writes(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _lock_household(session: Session, household_id: str) -> None:
+def _lock(session: Session, person_id: str, household_id: str) -> None:
+    """Serialise with every other settlement of this person or household. Both are locked, in the order of
+    the lock numbers so that two desks cannot deadlock: the household a claim names is the register's
+    today, and the person's caps must hold even if it changed while a settlement was in flight."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(household_id.encode())})
+        for key in sorted(
+            {zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())}
+        ):
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
@@ -100,7 +106,7 @@ def settle_claim(
     digest = request_digest(claim)
     try:
         with Session(engine) as session, session.begin():
-            _lock_household(session, claim.household_id)
+            _lock(session, claim.person_id, claim.household_id)
             known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
             if known is not None:
                 return _repeat(known, digest)
@@ -140,7 +146,7 @@ def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.dateti
         known = session.get(Settlement, setl_id)
         if known is None or not visible_to(who, known):
             raise NotFound(f"no settlement {setl_id!r}")
-        _lock_household(session, known.household_id)
+        _lock(session, known.person_id, known.household_id)
         if session.get(Reversal, setl_id) is not None:
             raise Conflict(f"settlement {setl_id!r} is already reversed")
         session.add(Reversal(setl_id=setl_id, reason=reason, reversed_at=now))

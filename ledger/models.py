@@ -1,14 +1,68 @@
-"""Tables of the ledger. Money is `Numeric(16, 2)`, as the national platform's money fields are."""
+"""Tables of the ledger. Money is `Numeric(16, 2)` on PostgreSQL, as the national platform's money fields
+are, and whole fen in an integer column on SQLite, which has no exact decimal type: a NUMERIC column there
+stores binary floating point, and its sums drift by fractions of a fen. Either way Python sees `Decimal`."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, MetaData, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-Money = Numeric(16, 2, asdecimal=True)
+_CENT = Decimal("0.01")
+
+
+class Money(TypeDecorator[Decimal]):
+    """Yuan to the fen: NUMERIC(16, 2) on PostgreSQL, integer fen on SQLite; Decimal in Python, both ways.
+    SQL arithmetic on SQLite therefore works in fen (see `fen_sql`)."""
+
+    impl = Numeric(16, 2, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(16, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        fen = Decimal(value) * 100
+        if fen != fen.to_integral_value():
+            raise ValueError(f"{value} is not a whole number of fen")
+        return int(fen)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / 100).quantize(_CENT)
+        return Decimal(value).quantize(_CENT)
+
+
+def fen_sql(column: Any, dialect_name: str) -> Any:
+    """A SQL expression giving a Money column (or a sum of one) as integer fen, on either database."""
+    if dialect_name == "sqlite":
+        return cast(column, BigInteger)
+    return cast(func.round(column * 100), BigInteger)
+
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -74,21 +128,21 @@ class Settlement(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     claim_json: Mapped[str] = mapped_column(Text)
     record_json: Mapped[str] = mapped_column(Text)
-    total: Mapped[Decimal] = mapped_column(Money)
-    fund_paid: Mapped[Decimal] = mapped_column(Money)
-    patient_burden: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money())
+    fund_paid: Mapped[Decimal] = mapped_column(Money())
+    patient_burden: Mapped[Decimal] = mapped_column(Money())
     settled_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # when recorded: its month pays
     # The claim's facts that monthly statements show, as columns so that a month is read without JSON.
     category: Mapped[str] = mapped_column(String(32))
     insurance_scheme: Mapped[str] = mapped_column(String(16))
-    visit_type: Mapped[str] = mapped_column(String(16))
+    visit_type: Mapped[str] = mapped_column(String(32))
     diagnosis: Mapped[str] = mapped_column(String(16))  # the principal one
     admitted_on: Mapped[dt.date] = mapped_column(Date)
     discharged_on: Mapped[dt.date] = mapped_column(Date)
-    fully_self_paid: Mapped[Decimal] = mapped_column(Money)
-    over_limit_self_paid: Mapped[Decimal] = mapped_column(Money)
-    pre_self_paid: Mapped[Decimal] = mapped_column(Money)
-    in_scope: Mapped[Decimal] = mapped_column(Money)
+    fully_self_paid: Mapped[Decimal] = mapped_column(Money())
+    over_limit_self_paid: Mapped[Decimal] = mapped_column(Money())
+    pre_self_paid: Mapped[Decimal] = mapped_column(Money())
+    in_scope: Mapped[Decimal] = mapped_column(Money())
 
 
 class Reversal(Base):
@@ -112,15 +166,15 @@ class LedgerEntry(Base):
     stage: Mapped[str] = mapped_column(String(40))
     bucket: Mapped[str] = mapped_column(String(80))
     fund_pay_type: Mapped[str] = mapped_column(String(10))
-    amount: Mapped[Decimal] = mapped_column(Money)
-    base: Mapped[Decimal] = mapped_column(Money)  # what entered this fund (for assistance: 进入医疗救助金额)
-    quota_used: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # paid this year so far, this included
-    quota_left: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # of the annual cap, after; none: no cap
+    amount: Mapped[Decimal] = mapped_column(Money())
+    base: Mapped[Decimal] = mapped_column(Money())  # what entered this fund (for assistance: 进入医疗救助金额)
+    quota_used: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # paid this year so far, this included
+    quota_left: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # of the annual cap, after; none: no cap
     accumulator: Mapped[str | None] = mapped_column(String(80), nullable=True)
     entity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     policy_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    base_delta: Mapped[Decimal] = mapped_column(Money)
-    paid_delta: Mapped[Decimal] = mapped_column(Money)
+    base_delta: Mapped[Decimal] = mapped_column(Money())
+    paid_delta: Mapped[Decimal] = mapped_column(Money())
     claims_delta: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime)
 

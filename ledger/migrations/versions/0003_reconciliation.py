@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.types import TypeEngine
 
 revision = "0003"
 down_revision = "0002"
@@ -23,10 +24,10 @@ branch_labels = None
 depends_on = None
 
 MONEY = sa.Numeric(precision=16, scale=2)
-SETTLEMENT_COLUMNS = [
+SETTLEMENT_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("category", sa.String(length=32)),
     ("insurance_scheme", sa.String(length=16)),
-    ("visit_type", sa.String(length=16)),
+    ("visit_type", sa.String(length=32)),
     ("diagnosis", sa.String(length=16)),
     ("admitted_on", sa.Date()),
     ("discharged_on", sa.Date()),
@@ -35,7 +36,11 @@ SETTLEMENT_COLUMNS = [
     ("pre_self_paid", MONEY),
     ("in_scope", MONEY),
 ]
-ENTRY_COLUMNS = [("stage", sa.String(length=40)), ("bucket", sa.String(length=80)), ("base", MONEY)]
+ENTRY_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
+    ("stage", sa.String(length=40)),
+    ("bucket", sa.String(length=80)),
+    ("base", MONEY),
+]
 
 
 def upgrade() -> None:
