@@ -174,3 +174,102 @@ def close(request: Request, month: str, who: Finance) -> JSONResponse:
     except Unbalanced as err:
         raise Conflict(str(err)) from None
     return JSONResponse({"month": str(chosen), "closed": True, "manifest": found}, status_code=201 if new else 200)
+
+
+@router.post(
+    "/{month}/match",
+    summary="Compare a hospital's own detail file (national layout, CSV or XLSX; UTF-8 or GBK) with the "
+    "ledger (3202). Read-only: the ledger never changes, whatever the file holds",
+    openapi_extra={
+        "parameters": [
+            {"name": "X-Filename", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "The file's bytes as uploaded (a .zip, .txt, .csv or .xlsx).",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
+    responses={
+        200: {"description": "The verdict and every difference (or the report as CSV or XLSX with `format`)"},
+        **openapi.problems(401, 403, 422, 503),
+    },
+)
+async def match_file(
+    request: Request,
+    month: str,
+    _who: Finance,
+    hospital_id: Annotated[str, Query(description="The hospital whose file this is")],
+    format: Annotated[str, Query(pattern="^(json|csv|xlsx)$")] = "json",
+) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    chosen = _month(month)
+    data = await request.body()
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ClaimError([FieldError("body", f"the file is larger than {MAX_UPLOAD_BYTES} bytes")])
+    name = _safe_name(request.headers.get("x-filename", "upload"))
+
+    def compare() -> Any:
+        with Session(context(request).engine) as session:
+            return reconcile.match_file(session, chosen, hospital_id, data, name)
+
+    matching = await run_in_threadpool(compare)
+    if format == "json":
+        return JSONResponse(_matching_body(matching))
+    from reconciliation.matching import difference_sheets
+    from reconciliation.writers import csv_bytes, xlsx_bytes
+
+    sheets = difference_sheets(matching)
+    if format == "csv":
+        body, media = csv_bytes(sheets[-1]), CONTENT_TYPES[".csv"]
+    else:
+        body, media = xlsx_bytes(sheets, chosen.start), CONTENT_TYPES[".xlsx"]
+    filename = f"{chosen}-{hospital_id}-differences.{format}"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+def _safe_name(raw: str) -> str:
+    """Only the last part of an uploaded file's name, as printable text: it is shown, never opened."""
+    last = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in last if ch.isprintable())[:200]
+    return cleaned or "upload"
+
+
+def _matching_body(matching: Any) -> dict[str, Any]:
+    verdict = matching.verdict
+    file = matching.file
+
+    def side(totals: Any) -> dict[str, Any]:
+        return {
+            "rows": totals.rows,
+            "settlements": totals.settlements,
+            "reversals": totals.reversals,
+            "medfee_sumamt": yuan_text(totals.medfee_sumamt),
+            "fund_pay_sumamt": yuan_text(totals.fund_pay_sumamt),
+            "acct_pay": yuan_text(totals.acct_pay),
+        }
+
+    return {
+        "month": str(matching.month),
+        "file": {
+            "name": file.name,
+            "format": file.format,
+            "encoding": file.encoding,
+            "zipped": file.zipped,
+            "problems": len(file.problems),
+            "notes": list(file.notes),
+        },
+        "verdict": {
+            "stmt_rslt": verdict.stmt_rslt,
+            "stmt_rslt_dscr": verdict.stmt_rslt_dscr,
+            "balanced": verdict.balanced,
+            "doudi": side(verdict.doudi),
+            "hospital": side(verdict.hospital),
+        },
+        "counts": matching.counts,
+        "differences": _money_rows(matching.differences, ("doudi", "hospital", "difference")),
+    }

@@ -251,6 +251,48 @@ def reconcile_statement(
     typer.echo(f"balanced: {len(built.checks)} checks hold; due to hospitals {_yuan(found['due_fen'])} yuan")
 
 
+@reconcile_app.command("match")
+def reconcile_match(
+    month: MonthOption,
+    hospital: Annotated[str, typer.Option("--hospital", help="The hospital whose file this is.")],
+    file: Annotated[Path, typer.Option("--file", help="The hospital's detail file (.zip, .txt, .csv, .xlsx).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the difference report (made if missing).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Compare a hospital's own detail file with the ledger; write the difference report (CSV and XLSX).
+    Exit 0 when balanced, 1 when there are differences or the file has problems."""
+    from doudi import reconcile
+    from reconciliation.matching import difference_sheets
+    from reconciliation.writers import csv_bytes, xlsx_bytes
+
+    chosen = _month(month)
+    try:
+        data = file.read_bytes()
+    except OSError as err:
+        _fail([f"--file: cannot read {file}: {err}"])
+    _step(f"matching {file.name} against {chosen} of {hospital}")
+    with _session_for(database_url) as session:
+        matching = reconcile.match_file(session, chosen, hospital, data, file.name)
+    read = matching.file
+    typer.echo(f"file: {read.format}{' (zipped)' if read.zipped else ''}, encoding {read.encoding or '-'}")
+    for problem in read.problems[:20]:
+        typer.echo(f"  row {problem.row}, {problem.column}: {problem.message}")
+    if len(read.problems) > 20:
+        typer.echo(f"  … and {len(read.problems) - 20} more problems (see the report)")
+    sheets = difference_sheets(matching)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "differences.csv").write_bytes(csv_bytes(sheets[-1]))
+    (out / "differences.xlsx").write_bytes(xlsx_bytes(sheets, chosen.start))
+    for kind, count in matching.counts.items():
+        if count:
+            typer.echo(f"{kind}: {count}")
+    verdict = matching.verdict
+    typer.echo(f"verdict: {verdict.stmt_rslt} {verdict.stmt_rslt_dscr}")
+    typer.echo(f"report: {out / 'differences.csv'}, {out / 'differences.xlsx'}")
+    if not verdict.balanced:
+        raise typer.Exit(1)
+
+
 @reconcile_app.command("close")
 def reconcile_close(month: MonthOption, database_url: DatabaseOption = None) -> None:
     """月结: write the month's files once into the archive (DOUDI_ARCHIVE_DIR, default var/reconciliation),

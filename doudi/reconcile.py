@@ -1,8 +1,7 @@
 """Monthly reconciliation on the ledger: read a month into the frames of reconciliation/frames.py, build
 the statement, write its files, match a hospital's file, close the month.
 
-Money leaves the database as integer fen computed in SQL (`ROUND(amount * 100)`), exact on PostgreSQL's
-numeric and on SQLite alike.
+Money leaves the database as integer fen computed in SQL (`ledger.models.fen_sql`), exact on both databases.
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import BigInteger, Engine, cast, func, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from doudi.accounts import Principal, audit
-from ledger.models import LedgerEntry, MonthClose, Reversal, Settlement
+from ledger.models import LedgerEntry, MonthClose, Reversal, Settlement, fen_sql
 from reconciliation.files import manifest, statement_files
 from reconciliation.frames import Month
 from reconciliation.statement import Statement, build_statement
@@ -29,13 +28,15 @@ class MonthError(Exception):
     """The month cannot be closed (not over yet), or the request names a bad month."""
 
 
-def _fen(column: Any) -> ColumnElement[int]:
-    return cast(func.round(column * 100), BigInteger)
-
-
 def read_month(session: Session, month: Month) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(settlements, entries, ledger totals) of `month`, as reconciliation/frames.py describes them."""
     start, end = month.start, month.end
+    dialect = session.get_bind().dialect.name
+
+    def _fen(column: Any) -> ColumnElement[int]:
+        found: ColumnElement[int] = fen_sql(column, dialect)
+        return found
+
     reversed_in_month = select(Reversal.setl_id).where(Reversal.reversed_at >= start, Reversal.reversed_at < end)
     wanted = or_(
         (Settlement.settled_at >= start) & (Settlement.settled_at < end), Settlement.setl_id.in_(reversed_in_month)
@@ -197,3 +198,26 @@ def months(session: Session) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def match_file(session: Session, month: Month, hospital_id: str, data: bytes, name: str) -> Any:
+    """Compare a hospital's own detail file for `month` with the ledger (3202): read-only, whatever the file
+    holds. Returns reconciliation.matching's Matching."""
+    from reconciliation.hospital_file import read_hospital_file
+    from reconciliation.matching import match
+    from reconciliation.national import detail_rows
+
+    built = statement(session, month, hospital_id)
+    ours = detail_rows(built)
+    theirs = read_hospital_file(data, name)
+    # Ids without a forward row here may have one in another month (e.g. a prior-period reversal's original).
+    forward_here = set(ours.loc[ours["refd_setl_flag"] == "0", "setl_id"])
+    unknown = sorted(set(theirs.rows["setl_id"]) - forward_here)
+    elsewhere: dict[str, str] = {}
+    for chunk in range(0, len(unknown), 1000):
+        query = select(Settlement.setl_id, Settlement.settled_at).where(
+            Settlement.setl_id.in_(unknown[chunk : chunk + 1000])
+        )
+        found = {setl_id: f"{moment:%Y-%m}" for setl_id, moment in session.execute(query)}
+        elsewhere.update({setl_id: m for setl_id, m in found.items() if m != str(month)})
+    return match(ours, theirs, month, elsewhere)

@@ -103,11 +103,12 @@ def _funds_of(frame: pd.DataFrame) -> np.ndarray:
     """The fund key of each row, computed once per distinct (stage, bucket) rather than per row."""
     if not len(frame):
         return np.array([], dtype=object)
-    stage_codes, stages = pd.factorize(frame["stage"])
-    bucket_codes, buckets = pd.factorize(frame["bucket"])
+    stage_codes, stage_values = pd.factorize(frame["stage"])
+    bucket_codes, bucket_values = pd.factorize(frame["bucket"])
+    stages, buckets = [str(v) for v in stage_values], [str(v) for v in bucket_values]
     pair = stage_codes.astype(np.int64) * len(buckets) + bucket_codes
     codes, uniques = pd.factorize(pair)
-    keys = [fund_key(str(stages[u // len(buckets)]), str(buckets[u % len(buckets)])) for u in uniques]
+    keys = [fund_key(stages[int(u) // len(buckets)], buckets[int(u) % len(buckets)]) for u in uniques]
     return np.array(keys, dtype=object)[codes]
 
 
@@ -133,7 +134,7 @@ def _detail(month: Month, settlements: pd.DataFrame, entries: pd.DataFrame, fund
     target = np.where(entry_forward, forward_at, np.where(reverse_at >= 0, reverse_at + len(forward), -1))
     kept = target >= 0
     target = target[kept]
-    fund_codes = pd.Index(funds).get_indexer(entries["fund"].to_numpy()[kept])
+    fund_codes = pd.Index(funds).get_indexer(pd.Index(entries["fund"].to_numpy()[kept]))
     amounts = np.zeros((len(rows), len(funds)), dtype=np.int64)
     np.add.at(amounts, (target, fund_codes), entries["amount"].to_numpy(np.int64)[kept])
     for j, fund in enumerate(funds):

@@ -150,8 +150,8 @@ def xlsx_bytes(sheets: Sequence[Sheet], created: dt.datetime) -> bytes:
                     worksheet.write_number(i, j, int(value) / 100, money_format)
                 elif isinstance(value, bool):
                     worksheet.write_string(i, j, "是" if value else "否")
-                elif isinstance(value, int | float):
-                    worksheet.write_number(i, j, value)
+                elif isinstance(value, int | float | np.integer | np.floating):
+                    worksheet.write_number(i, j, float(value))
                 else:
                     worksheet.write_string(i, j, _cell_text(value, False))
         if sheet.totals:

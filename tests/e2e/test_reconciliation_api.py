@@ -147,3 +147,52 @@ def test_only_finance_and_admins_reconcile(world: tuple[TestClient, dict[str, di
     for user, status in (("demo-desk", 403), ("demo-policy", 403), ("demo-finance", 200), ("demo-admin", 200)):
         assert client.get("/v1/reconciliation/months", headers=auth[user]).status_code == status, user
     assert client.post("/v1/reconciliation/2014-05/close", headers=auth["demo-desk"]).status_code == 403
+
+
+def test_a_hospitals_file_is_matched_and_every_difference_named(
+    world: tuple[TestClient, dict[str, dict[str, str]], Clock],
+) -> None:
+    client, auth, clock = world
+    desk, finance = auth["demo-desk"], auth["demo-finance"]
+    settled = [client.post("/v1/settlements", json=FAMILY[i], headers=desk).json() for i in (1, 2, 4)]
+    clock.now = dt.datetime(2014, 6, 20, 9, 0)
+    assert client.post(f"/v1/settlements/{settled[0]['setl_id']}/reversal", json={"reason": "x"}, headers=desk)
+    ours = client.get("/v1/reconciliation/2014-06/files/national/JL-PROV-H001.zip", headers=finance).content
+    url = "/v1/reconciliation/2014-06/match"
+    params = {"hospital_id": "JL-PROV-H001"}
+    same = client.post(url, params=params, content=ours, headers={**finance, "X-Filename": "../../etc/JL.zip"})
+    assert same.status_code == 200, same.text
+    body = same.json()
+    assert body["verdict"]["balanced"] and body["differences"] == []
+    assert body["file"] == {**body["file"], "name": "JL.zip", "format": "national", "zipped": True}
+    assert body["counts"]["matched"] == 4  # three settlements and one reverse row
+
+    # The hospital's own file as a GBK CSV: one row missing, one amount off by a fen, one unknown row.
+    with zipfile.ZipFile(io.BytesIO(ours)) as archive:
+        lines = archive.read(archive.namelist()[0]).decode("utf-8").splitlines()
+    header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+    missing = rows.pop(2)
+    rows[0][4] = str(Decimal(rows[0][4]) + Decimal("0.01"))
+    rows.append(["F" * 32, "HIS-X", "MHK-P-0001", "100.00", "50.00", "0.00", "0", "null"])
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    theirs = client.post(url, params=params, content=text.encode("gbk"), headers={**finance, "X-Filename": "h.csv"})
+    found = theirs.json()
+    assert not found["verdict"]["balanced"] and found["verdict"]["stmt_rslt"] != "0"
+    kinds = sorted((d["kind"], d["setl_id"], d["field"]) for d in found["differences"])
+    assert kinds == sorted(
+        [
+            ("amount_differs", rows[0][0], "fund_pay_sumamt"),
+            ("doudi_only", missing[0], "medfee_sumamt"),
+            ("hospital_only", "F" * 32, "medfee_sumamt"),
+        ]
+    )
+    fen = next(d for d in found["differences"] if d["kind"] == "amount_differs")
+    assert fen["difference"] == "0.01"
+    report = client.post(url, params={**params, "format": "xlsx"}, content=text.encode("gbk"), headers=finance)
+    assert report.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert len(openpyxl.load_workbook(io.BytesIO(report.content)).sheetnames) == 2
+
+    junk = client.post(url, params=params, content=b"\x00\x01not a file", headers=finance).json()
+    assert not junk["verdict"]["balanced"] and junk["differences"][0]["kind"] == "bad_row"
+    statement = client.get("/v1/reconciliation/2014-06", headers=finance).json()
+    assert statement["balanced"]  # matching never touches the ledger
