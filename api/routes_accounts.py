@@ -47,13 +47,14 @@ def create_user(request: Request, who: Admin, body: Body) -> JSONResponse:
         accounts.create_user(session, user, now)
         token = accounts.issue_token(session, user.name, now)
         accounts.audit(session, who, "user.create", user.name, user.model_dump(), now)
-    return JSONResponse({**user.model_dump(), "token": token}, status_code=201)
+    body = {**user.model_dump(), "token": token, "token_id": accounts.token_id_of(token)}
+    return JSONResponse(body, status_code=201)
 
 
 @router.post(
     "/users/{name}/tokens",
     summary="A new token for a user, shown this once",
-    responses=openapi.problems(401, 403, 404, 503),
+    responses=openapi.problems(401, 403, 404, 422, 503),
     status_code=201,
 )
 def new_token(request: Request, name: str, who: Admin) -> JSONResponse:
@@ -64,12 +65,23 @@ def new_token(request: Request, name: str, who: Admin) -> JSONResponse:
             raise NotFound(f"no user {name!r}")
         token = accounts.issue_token(session, name, now)
         accounts.audit(session, who, "token.create", name, {}, now)
-    return JSONResponse({"name": name, "token": token}, status_code=201)
+    return JSONResponse({"name": name, "token": token, "token_id": accounts.token_id_of(token)}, status_code=201)
 
 
 @router.post(
     "/users/{name}/revoke",
     summary="Revoke one of a user's tokens (body {token_id}) or all of them (empty object)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"token_id": {"type": "string"}}},
+                    "example": {"token_id": "Xb3kP0qLm2"},
+                }
+            },
+        }
+    },
     responses=openapi.problems(401, 403, 404, 422, 503),
 )
 def revoke(request: Request, name: str, who: Admin, body: Body) -> JSONResponse:
@@ -82,7 +94,10 @@ def revoke(request: Request, name: str, who: Admin, body: Body) -> JSONResponse:
         if session.get(User, name) is None:
             raise NotFound(f"no user {name!r}")
         count = accounts.revoke(session, name, now, token_id)
-        accounts.audit(session, who, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
+        if token_id is not None and count == 0:
+            raise NotFound(f"user {name!r} has no active token {token_id!r}")
+        if count:  # nothing revoked, nothing to record
+            accounts.audit(session, who, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
     return JSONResponse({"name": name, "revoked": count})
 
 

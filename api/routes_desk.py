@@ -42,7 +42,7 @@ _CLAIM_BODY = openapi.json_body(
 def _claim(ctx: Context, who: Principal, body: Any) -> tuple[Library, str, Claim]:
     """The claim completed from the register, the published library and the policy id governing it."""
     with Session(ctx.engine) as session:
-        completed, policy_id = complete_claim(session, json_object(body), who.hospital_id)
+        completed, policy_id = complete_claim(session, json_object(body), who.hospital_id, ctx.clock())
         library = ctx.catalogue.library(session)
     return library, policy_id, parse_claim(completed)
 
@@ -126,7 +126,7 @@ def _summary(settlement: Settlement, reversal: Reversal | None) -> dict[str, Any
 @router.get(
     "/settlements/{setl_id}",
     summary="A settlement: split, trace with clause references, national setlinfo/setldetail, reversal",
-    responses=openapi.problems(401, 403, 404, 503),
+    responses=openapi.problems(401, 403, 404, 422, 503),
 )
 def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse:
     with Session(context(request).engine) as session:

@@ -46,7 +46,7 @@ def list_policies(request: Request, _who: Anyone) -> JSONResponse:
 @router.get(
     "/{policy}",
     summary="A policy as it settles (every fund, included ones too, with references) and its document",
-    responses=openapi.problems(401, 403, 404, 503),
+    responses=openapi.problems(401, 403, 404, 422, 503),
 )
 def show_policy(request: Request, policy: str, _who: Anyone) -> JSONResponse:
     catalogue = context(request).catalogue

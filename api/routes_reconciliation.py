@@ -61,7 +61,11 @@ def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple
         return reconcile.statement(session, month, hospital_id), reconcile.closed(session, month) is not None
 
 
-@router.get("/months", summary="Months with settlements or reversals, and whether each is closed")
+@router.get(
+    "/months",
+    summary="Months with settlements or reversals, and whether each is closed",
+    responses=openapi.problems(401, 403, 503),
+)
 def list_months(request: Request, _who: Finance) -> JSONResponse:
     with Session(context(request).engine) as session:
         return JSONResponse({"months": reconcile.months(session)})

@@ -29,7 +29,7 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 Body = Annotated[Any, Depends(json_body)]
 
 _WRITE_ERRORS = openapi.problems(401, 403, 422, 503)
-_READ_ERRORS = openapi.problems(401, 403, 404, 503)
+_READ_ERRORS = openapi.problems(401, 403, 404, 422, 503)
 
 
 def _put(
@@ -61,6 +61,15 @@ def list_regions(request: Request, _who: Anyone) -> JSONResponse:
         return JSONResponse({"regions": [registry.region_view(r) for r in rows]})
 
 
+@router.get("/regions/{region}", summary="An insured area and its policy", responses=_READ_ERRORS)
+def read_region(request: Request, region: str, _who: Anyone) -> JSONResponse:
+    with Session(context(request).engine) as session:
+        found = session.get(Region, region)
+        if found is None:
+            raise NotFound(f"no insured area {region!r}")
+        return JSONResponse(registry.region_view(found))
+
+
 @router.put(
     "/regions/{region}",
     summary="Register an insured area or change its policy",
@@ -68,7 +77,14 @@ def list_regions(request: Request, _who: Anyone) -> JSONResponse:
     responses=_WRITE_ERRORS,
 )
 def put_region(request: Request, region: str, who: Admin, body: Body) -> JSONResponse:
-    return _put(request, who, body, registry.RegionIn, "region", region, registry.put_region, "region.put")
+    published = context(request).catalogue.library()
+
+    def store(session: Session, item: registry.RegionIn) -> dict[str, Any]:
+        if not published.versions(item.policy_id):
+            raise ClaimError([FieldError("policy_id", f"no policy {item.policy_id!r} is published")])
+        return registry.put_region(session, item)
+
+    return _put(request, who, body, registry.RegionIn, "region", region, store, "region.put")
 
 
 @router.get("/hospitals", summary="Registered hospitals", responses=_READ_ERRORS)

@@ -75,7 +75,7 @@ def issue_token(session: Session, user: str, now: dt.datetime, lifetime: dt.time
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(
         ApiToken(
-            token_id=token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + 10],
+            token_id=token_id_of(token),
             user_name=user,
             token_sha256=_digest(token),
             created_at=now,
@@ -84,6 +84,11 @@ def issue_token(session: Session, user: str, now: dt.datetime, lifetime: dt.time
     )
     session.flush()
     return token
+
+
+def token_id_of(token: str) -> str:
+    """A token's public id: its first characters after the prefix."""
+    return token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + 10]
 
 
 def revoke(session: Session, user: str, now: dt.datetime, token_id: str | None = None) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from doudi.accounts import Principal, audit
@@ -58,7 +58,9 @@ class Catalogue:
         if session is None:
             with Session(self._engine) as own:
                 return self.library(own)
-        stamp = tuple(session.execute(select(func.count(), func.max(PublishedPolicy.published_at))).one())
+        # What is published, by content: a replaced version changes its hash whatever the clocks say.
+        stamp = tuple(session.execute(select(PublishedPolicy.policy_key, PublishedPolicy.document_sha256)).all())
+        stamp = tuple(sorted(stamp))
         with self._lock:
             if stamp != self._stamp:
                 self._library = self._load(session)
@@ -69,10 +71,11 @@ class Catalogue:
         rows = session.execute(select(PublishedPolicy.policy_key, PublishedPolicy.document)).all()
         return [(f"published:{key}", document) for key, document in rows]
 
-    def _load(self, session: Session, extra: tuple[str, str] | None = None) -> Library:
+    def _load(self, session: Session, extra: tuple[str, str] | None = None, replaces: str | None = None) -> Library:
+        """The published library, with `extra` (name, document) added in place of the version `replaces`."""
         documents = self._documents(session)
         if extra is not None:
-            documents = [d for d in documents if d[0] != extra[0]] + [extra]
+            documents = [d for d in documents if d[0] != f"published:{replaces}"] + [extra]
         library, problems = load_library([], base=self._lists, documents=documents)
         if problems and extra is None:
             # Everything in the table was checked together when it was published.
@@ -86,7 +89,7 @@ class Catalogue:
         key = _key_of(document)
         with Session(self._engine) as session:
             try:
-                self._load(session, (f"published:{key}" if key else name, document))
+                self._load(session, (f"draft:{key}" if key else name, document), replaces=key)
             except PublishRefused as refused:
                 return key, refused.problems
         return key, []
@@ -99,7 +102,7 @@ class Catalogue:
         with Session(self._engine) as session, session.begin():
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(hashtext('doudi.publish'))"))
-            library = self._load(session, (f"published:{key}", document))
+            library = self._load(session, (f"published:{key}", document), replaces=key)
             policy = library.policies[key]
             known = session.get(PublishedPolicy, key)
             if known is not None and known.document_sha256 == _sha256(document):

@@ -197,13 +197,16 @@ def users_revoke(
 
     from doudi import accounts
     from doudi.accounts import SYSTEM
+    from ledger.models import User
 
     now = dt.datetime.now()
     with _session_for(database_url) as session, session.begin():
+        if session.get(User, name) is None:
+            _fail([f"{name}: no such user"])
         count = accounts.revoke(session, name, now, token_id)
+        if count == 0:
+            _fail([f"{name}: no active token to revoke" + (f" with id {token_id}" if token_id else "")])
         accounts.audit(session, SYSTEM, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
-    if count == 0:
-        _fail([f"{name}: no active token to revoke"])
     typer.echo(f"revoked {count} token(s) of {name}")
 
 

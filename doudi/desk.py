@@ -107,7 +107,7 @@ def settle_claim(
     try:
         with Session(engine) as session, session.begin():
             _lock(session, claim.person_id, claim.household_id)
-            known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
+            known = session.scalar(_same_key(claim))
             if known is not None:
                 return _repeat(known, digest)
             record = _price(session, library, policy_ref, claim)
@@ -119,7 +119,7 @@ def settle_claim(
     except IntegrityError:
         # Another desk recorded the same key between our look-up and our insert: answer as a repeat.
         with Session(engine) as session:
-            known = session.scalar(select(Settlement).where(Settlement.medins_setl_id == claim.claim_id))
+            known = session.scalar(_same_key(claim))
             if known is None:
                 raise
             return _repeat(known, digest)
@@ -128,6 +128,13 @@ def settle_claim(
 def visible_to(who: Principal, settlement: Settlement) -> bool:
     """A desk sees its own hospital's settlements only; other roles see all."""
     return who.hospital_id is None or who.hospital_id == settlement.hospital_id
+
+
+def _same_key(claim: Claim) -> Any:
+    """The settlement recorded under this claim's key: keys are the hospital's own, unique per hospital."""
+    return select(Settlement).where(
+        Settlement.hospital_id == claim.hospital_id, Settlement.medins_setl_id == claim.claim_id
+    )
 
 
 def _repeat(known: Settlement, digest: str) -> Outcome:

@@ -136,7 +136,8 @@ def close_month(
     manifest of files with their SHA-256), and freeze it. Closing again returns the stored manifest and
     changes nothing: (manifest, newly closed)."""
     if month.end > now:
-        raise MonthError(f"{month} is not over yet (it ends {month.end:%Y-%m-%d}); close it afterwards")
+        last_day = month.end - dt.timedelta(days=1)
+        raise MonthError(f"{month} is not over yet (its last day is {last_day:%Y-%m-%d}); close it afterwards")
     with Session(engine) as session, session.begin():
         known = closed(session, month)
         if known is not None:

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -63,16 +63,17 @@ class PersonIn(_Strict):
     region: RegionCode
     categories: Annotated[list[CategoryPeriodIn], Field(max_length=100)] = []
 
-    @model_validator(mode="after")
-    def _no_overlap(self) -> PersonIn:
-        periods = sorted(self.categories, key=lambda p: p.valid_from)
+    @field_validator("categories")
+    @classmethod
+    def _no_overlap(cls, value: list[CategoryPeriodIn]) -> list[CategoryPeriodIn]:
+        periods = sorted(value, key=lambda p: p.valid_from)
         for earlier, later in itertools.pairwise(periods):
             if earlier.valid_until is None or later.valid_from <= earlier.valid_until:
                 raise ValueError(
                     f"category periods overlap: {earlier.category} from {earlier.valid_from} "
                     f"and {later.category} from {later.valid_from}"
                 )
-        return self
+        return value
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -156,7 +157,13 @@ def category_on(periods: Sequence[CategoryPeriod], day: dt.date) -> str:
     return "none"
 
 
-def complete_claim(session: Session, body: Mapping[str, Any], hospital_id: str | None) -> tuple[dict[str, Any], str]:
+CLOCK_TOLERANCE = dt.timedelta(minutes=10)
+"""How far a hospital system's clock may run ahead of the service's before its settlement time is refused."""
+
+
+def complete_claim(
+    session: Session, body: Mapping[str, Any], hospital_id: str | None, now: dt.datetime | None = None
+) -> tuple[dict[str, Any], str]:
     """The claim body with the registry's facts filled in, and the policy id that governs it.
 
     `hospital_id` is the desk's own hospital (None for roles not bound to one). Raises ClaimError naming
@@ -184,6 +191,12 @@ def complete_claim(session: Session, body: Mapping[str, Any], hospital_id: str |
         problems += _fill(claim, known, f"the register says for person {person.person_id!r}")
     if hospital is not None:
         problems += _fill(claim, {"hospital_level": hospital.level}, f"hospital {hospital.hospital_id!r} is level")
+    stated = _moment(claim.get("settled_at"))
+    if now is not None and stated is not None and stated > now + CLOCK_TOLERANCE:
+        # The settlement date decides the category: it cannot be chosen ahead of time.
+        problems.append(
+            FieldError("settled_at", f"{stated} is in the future (the service's time is {now:%Y-%m-%d %H:%M})")
+        )
     if problems:
         raise ClaimError(problems)
     return claim, policy_id
@@ -198,13 +211,19 @@ def _fill(claim: dict[str, Any], known: Mapping[str, Any], source: str) -> list[
     return problems
 
 
+def _moment(raw: object) -> dt.datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(raw).replace(tzinfo=None)
+    except ValueError:
+        return None  # the claim's own validation names the bad date
+
+
 def _settlement_day(claim: Mapping[str, Any]) -> dt.date | None:
     """The category holds on the settlement date: the settlement time's day, else the discharge day."""
     for name in ("settled_at", "discharged_on"):
-        raw = claim.get(name)
-        if isinstance(raw, str):
-            try:
-                return dt.datetime.fromisoformat(raw).date()
-            except ValueError:
-                return None  # the claim's own validation names the bad date
+        if isinstance(claim.get(name), str):
+            moment = _moment(claim[name])
+            return moment.date() if moment else None
     return None

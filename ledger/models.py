@@ -119,8 +119,10 @@ class Settlement(Base):
     """One settlement as the desk made it: the claim, the record returned, and the policy that settled it."""
 
     __tablename__ = "settlements"
+    # The settlement key is the hospital's own (医药机构结算ID): unique within a hospital, not across them.
+    __table_args__ = (UniqueConstraint("hospital_id", "medins_setl_id", name="uq_settlements_hospital_key"),)
     setl_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    medins_setl_id: Mapped[str] = mapped_column(String(64), unique=True)
+    medins_setl_id: Mapped[str] = mapped_column(String(64))
     hospital_id: Mapped[str] = mapped_column(String(64), index=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     household_id: Mapped[str] = mapped_column(String(64), index=True)

@@ -12,7 +12,16 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from settlement.codes import Category, HospitalLevel, NhsaFundField, Scheme, Scope, Stage, VisitType
 from settlement.diseases import normalise_icd10
@@ -331,15 +340,22 @@ class Policy(Model):
     includes: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*@[0-9A-Za-z._-]+$")]] = []
     references: dict[str, Reference] = {}
     accumulators: dict[Slug, AccumulatorDecl] = {}
-    tiers: list[Tier] = []
+    tiers: Annotated[list[Tier], Field(validate_default=True)] = []
 
-    @model_validator(mode="after")
-    def _dates(self) -> Policy:
-        if self.valid_until is not None and self.valid_until < self.valid_from:
-            raise ValueError(f"valid_until {self.valid_until} is before valid_from {self.valid_from}")
-        if not self.tiers and not self.includes:
+    @field_validator("valid_until")
+    @classmethod
+    def _ends_after_start(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("valid_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"{value} is before valid_from {start}")
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _pays_something(cls, value: list[Tier], info: ValidationInfo) -> list[Tier]:
+        if not value and not info.data.get("includes"):
             raise ValueError("a policy needs at least one tier or an included policy")
-        return self
+        return value
 
     @property
     def key(self) -> str:

@@ -202,7 +202,7 @@ class Claim(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
-        fields = ("admitted_on", "discharged_on", *_AMOUNT_FIELDS, "grants", "line_items")
+        fields = ("admitted_on", "discharged_on", "settled_at", *_AMOUNT_FIELDS, "grants", "line_items")
         problems = cross_field_problems({name: getattr(self, name) for name in fields})
         if problems:
             raise ValueError("; ".join(str(p) for p in problems))
@@ -229,6 +229,10 @@ def cross_field_problems(data: Mapping[str, Any]) -> list[FieldError]:
     admitted, discharged = _day(data.get("admitted_on")), _day(data.get("discharged_on"))
     if admitted is not None and discharged is not None and discharged < admitted:
         problems.append(FieldError("discharged_on", f"{discharged} is before admitted_on {admitted}"))
+    settled = _moment(data.get("settled_at"))
+    if settled is not None and admitted is not None and settled.date() < admitted:
+        # The settlement date decides the category; a settlement cannot come before the stay began.
+        problems.append(FieldError("settled_at", f"{settled} is before admitted_on {admitted}"))
     total = _yuan(data.get("total"))
     parts = [_yuan(data.get(name, "0")) for name in _SELF_PAID]
     if total is not None and all(p is not None for p in parts):
@@ -271,6 +275,15 @@ def _yuan(raw: object) -> Decimal | None:
     try:
         return None if raw is None else parse_yuan(raw)
     except MoneyError:
+        return None
+
+
+def _moment(raw: object) -> dt.datetime | None:
+    if isinstance(raw, dt.datetime):
+        return raw.replace(tzinfo=None)
+    try:
+        return dt.datetime.fromisoformat(str(raw)).replace(tzinfo=None) if raw is not None else None
+    except ValueError:
         return None
 
 

@@ -14,10 +14,21 @@ from doudi import demo, services
 NOW = dt.datetime(2014, 12, 1, 9, 0)
 
 
+class Clock:
+    """The service's clock, which a test may move (settlement times may not lie in its future)."""
+
+    def __init__(self, now: dt.datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
 @dataclass
 class Service:
     client: TestClient
     tokens: dict[str, str]  # demo user -> token
+    clock: Clock
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -26,7 +37,8 @@ class Service:
 @pytest.fixture
 def service(database_url: str) -> Service:
     files = services.open_library()
-    app = create_app(database_url, files, clock=lambda: NOW)
+    clock = Clock()
+    app = create_app(database_url, files, clock=clock)
     ctx = app.state.context
     tokens = demo.seed(ctx.engine, ctx.catalogue, files, NOW)
-    return Service(TestClient(app), tokens)
+    return Service(TestClient(app), tokens, clock)

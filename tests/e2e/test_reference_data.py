@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import Engine, inspect, text
 
 from tests.e2e.conftest import Service
@@ -166,7 +165,7 @@ def test_bad_reference_data_is_refused_on_its_field_and_nothing_is_stored(servic
     for url in ("/v1/regions/220582", "/v1/hospitals/T-H9", "/v1/people/T-P9"):
         assert fields_of(client.put(url, json=[], headers=admin)) == ["body"]
         assert fields_of(client.put(url, content=b"{", headers=admin)) == ["body"]
-    # Overlapping periods are refused too (on which field: see the xfail below).
+    # Overlapping periods are refused too (on `categories`: see the test below).
     overlapping = [
         {"category": "low_income", "valid_from": "2013-01-01", "valid_until": "2014-06-30"},
         {"category": "dibao", "valid_from": "2014-06-30"},
@@ -180,11 +179,6 @@ def test_bad_reference_data_is_refused_on_its_field_and_nothing_is_stored(servic
     assert client.get("/v1/hospitals/T-H9", headers=admin).status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="overlapping category periods are reported on the field 'body' (PersonIn's model validator), "
-    "not on 'categories'",
-)
 def test_overlapping_category_periods_are_refused_on_categories(service: Service) -> None:
     overlapping = {
         **PERSON,

@@ -235,13 +235,13 @@ BAD_POLICIES: list[tuple[str, Callable[[dict[str, Any]], object], str, str]] = [
     (
         "valid_until before valid_from",
         lambda p: p.update(valid_until="2013-12-31"),
-        "",  # a check on the whole policy has no path inside the file
-        "valid_until 2013-12-31 is before valid_from 2014-01-01",
+        "valid_until",
+        "2013-12-31 is before valid_from 2014-01-01",
     ),
     (
         "no tiers and no includes",
         lambda p: p.update(tiers=[]),
-        "",
+        "tiers",
         "a policy needs at least one tier or an included policy",
     ),
 ]
