@@ -26,7 +26,7 @@ from api.auth import Forbidden, Unauthenticated
 from api.context import Context
 from doudi import services
 from doudi.catalogue import Catalogue, PublishRefused
-from doudi.desk import Conflict, NotFound, serialise_sqlite_writes
+from doudi.desk import Conflict, NotFound, reader, serialise_sqlite_writes
 from ledger.migrations import upgrade
 from policies.library import Library
 from settlement.errors import ClaimError, FieldError
@@ -54,12 +54,13 @@ def database_url(url: str | None = None) -> str:
 
 
 def open_engine(url: str) -> Engine:
-    """An engine for the service: connections checked before use (a restarted database costs no request),
-    and on SQLite a write lock taken at the start of each transaction."""
+    """An engine for the service; on SQLite a write lock taken at the start of each writing transaction.
+    Connections are not pinged before use: after a database restart the first request on a stale
+    connection answers 503 (retry-safe), and SQLAlchemy then discards the whole pool."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
     else:
-        engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+        engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=False, pool_timeout=10)
     serialise_sqlite_writes(engine)
     return engine
 
@@ -86,7 +87,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.context = Context(engine, catalogue, clock, archive or Path(os.environ.get(ARCHIVE_ENV, DEFAULT_ARCHIVE)))
+    archive_dir = archive or Path(os.environ.get(ARCHIVE_ENV, DEFAULT_ARCHIVE))
+    app.state.context = Context(engine, reader(engine), catalogue, clock, archive_dir)
     for module in (routes_desk, routes_registry, routes_policies, routes_reconciliation, routes_accounts):
         app.include_router(module.router)
     openapi.install(app)

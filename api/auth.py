@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.context import context
+from api.context import context, read_session
 from doudi.accounts import Principal, Role, authenticate
 
 bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
@@ -27,13 +27,13 @@ def require(*roles: Role) -> Callable[..., Principal]:
     """A dependency giving the caller, refused with 401 without a valid token and 403 in another role."""
 
     def caller(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        session: Annotated[Session, Depends(read_session)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        ctx = context(request)
-        with Session(ctx.engine) as session:
-            principal = authenticate(session, credentials.credentials, ctx.clock())
+        principal = authenticate(session, credentials.credentials, context(request).clock())
         if principal is None:
             raise Unauthenticated("the token is unknown, expired or revoked")
         if principal.role not in roles:

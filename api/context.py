@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from doudi.catalogue import Catalogue
 from settlement.claims import decode_json
@@ -20,7 +21,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # an itemised claim of 2,000 lines is well und
 
 @dataclass(frozen=True)
 class Context:
-    engine: Engine
+    engine: Engine  # transactions that write (on SQLite they take the write lock when they begin)
+    reader: Engine  # the same pool, for transactions that only read
     catalogue: Catalogue
     clock: Callable[[], dt.datetime]
     archive: Path  # closed months' files
@@ -29,6 +31,13 @@ class Context:
 def context(request: Request) -> Context:
     found: Context = request.app.state.context
     return found
+
+
+def read_session(request: Request) -> Iterator[Session]:
+    """One read-only session per request, shared by the token check and the route (FastAPI caches a
+    dependency within a request). A route that then writes closes it first."""
+    with Session(context(request).reader) as session:
+        yield session
 
 
 async def json_body(request: Request) -> Any:

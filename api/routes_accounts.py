@@ -28,7 +28,7 @@ Body = Annotated[Any, Depends(json_body)]
 
 @router.get("/users", summary="Users and their tokens (ids only)", responses=openapi.problems(401, 403, 503))
 def list_users(request: Request, _who: Admin) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         return JSONResponse({"users": accounts.users_view(session)})
 
 
@@ -111,7 +111,7 @@ def audit_log(
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     if since is not None:
         query = query.where(AuditEntry.at >= since)
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         rows = [
             {
                 "id": e.id,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api import openapi
 from api.auth import require
-from api.context import Context, context, json_body, json_object
+from api.context import Context, context, json_body, json_object, read_session
 from doudi import services
 from doudi.accounts import Principal
 from doudi.desk import NotFound, quote_claim, reverse_settlement, settle_claim, visible_to
@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1", tags=["desk"])
 Desk = Annotated[Principal, Depends(require("desk"))]
 Reader = Annotated[Principal, Depends(require("desk", "finance"))]
 Body = Annotated[Any, Depends(json_body)]
+Reading = Annotated[Session, Depends(read_session)]
 
 _CLAIM_BODY = openapi.json_body(
     Claim,
@@ -39,11 +40,14 @@ _CLAIM_BODY = openapi.json_body(
 )
 
 
-def _claim(ctx: Context, who: Principal, body: Any) -> tuple[Library, str, Claim]:
-    """The claim completed from the register, the published library and the policy id governing it."""
-    with Session(ctx.engine) as session:
+def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[Library, str, Claim]:
+    """The claim completed from the register, the published library and the policy id governing it. The
+    request's read session is closed here: what follows writes in its own transaction."""
+    try:
         completed, policy_id = complete_claim(session, json_object(body), who.hospital_id, ctx.clock())
         library = ctx.catalogue.library(session)
+    finally:
+        session.close()
     return library, policy_id, parse_claim(completed)
 
 
@@ -53,10 +57,10 @@ def _claim(ctx: Context, who: Principal, body: Any) -> tuple[Library, str, Claim
     openapi_extra=_CLAIM_BODY,
     responses=openapi.problems(401, 403, 422, 503),
 )
-def quote(request: Request, who: Desk, body: Body) -> JSONResponse:
+def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResponse:
     ctx = context(request)
-    library, policy_id, claim = _claim(ctx, who, body)
-    return JSONResponse(quote_claim(ctx.engine, library, policy_id, claim))
+    library, policy_id, claim = _claim(ctx, session, who, body)
+    return JSONResponse(quote_claim(ctx.reader, library, policy_id, claim))
 
 
 @router.post(
@@ -72,9 +76,9 @@ def quote(request: Request, who: Desk, body: Body) -> JSONResponse:
     },
     status_code=201,
 )
-def settle(request: Request, who: Desk, body: Body) -> JSONResponse:
+def settle(request: Request, who: Desk, body: Body, session: Reading) -> JSONResponse:
     ctx = context(request)
-    library, policy_id, claim = _claim(ctx, who, body)
+    library, policy_id, claim = _claim(ctx, session, who, body)
     outcome = settle_claim(ctx.engine, library, policy_id, claim, ctx.clock(), who)
     return JSONResponse({"setl_id": outcome.setl_id, **outcome.record}, status_code=201 if outcome.created else 200)
 
@@ -102,7 +106,7 @@ def list_settlements(
     if settled_on is not None:
         start = dt.datetime.combine(settled_on, dt.time())
         query = query.where(Settlement.settled_at >= start, Settlement.settled_at < start + dt.timedelta(days=1))
-    with Session(ctx.engine) as session:
+    with Session(ctx.reader) as session:
         rows = session.execute(query.order_by(Settlement.settled_at.desc()).limit(limit)).all()
         items = [_summary(s, r) for s, r in rows]
     return JSONResponse({"settlements": items})
@@ -129,7 +133,7 @@ def _summary(settlement: Settlement, reversal: Reversal | None) -> dict[str, Any
     responses=openapi.problems(401, 403, 404, 422, 503),
 )
 def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         known = session.get(Settlement, setl_id)
         if known is None or not visible_to(who, known):
             raise NotFound(f"no settlement {setl_id!r}")
@@ -181,7 +185,7 @@ def reverse(request: Request, setl_id: str, who: Desk, body: Body) -> JSONRespon
 def accumulators(
     request: Request, person_id: str, who: Reader, year: Annotated[int, Query(ge=1990, le=2100)]
 ) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         person = session.get(Person, person_id)
         if person is None:
             raise NotFound(f"no person {person_id!r} is registered")

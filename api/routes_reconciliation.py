@@ -57,7 +57,7 @@ def _money_rows(frame: Any, money: tuple[str, ...] | list[str]) -> list[dict[str
 
 
 def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple[Statement, bool]:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         return reconcile.statement(session, month, hospital_id), reconcile.closed(session, month) is not None
 
 
@@ -67,7 +67,7 @@ def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple
     responses=openapi.problems(401, 403, 503),
 )
 def list_months(request: Request, _who: Finance) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         return JSONResponse({"months": reconcile.months(session)})
 
 
@@ -146,7 +146,7 @@ def download(request: Request, month: str, name: str, _who: Finance, hospital_id
 
 def _verify_closed(request: Request, month: Month, name: str, data: bytes) -> None:
     """A closed month's file is regenerated from the ledger and must match the hash stored at close."""
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         known = reconcile.closed(session, month)
         if known is None:
             return
@@ -215,7 +215,7 @@ async def match_file(
     name = _safe_name(request.headers.get("x-filename", "upload"))
 
     def compare() -> Any:
-        with Session(context(request).engine) as session:
+        with Session(context(request).reader) as session:
             return reconcile.match_file(session, chosen, hospital_id, data, name)
 
     matching = await run_in_threadpool(compare)

@@ -56,14 +56,14 @@ def _put(
 
 @router.get("/regions", summary="Insured areas and the policy governing each", responses=_READ_ERRORS)
 def list_regions(request: Request, _who: Anyone) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         rows = session.scalars(select(Region).order_by(Region.region)).all()
         return JSONResponse({"regions": [registry.region_view(r) for r in rows]})
 
 
 @router.get("/regions/{region}", summary="An insured area and its policy", responses=_READ_ERRORS)
 def read_region(request: Request, region: str, _who: Anyone) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         found = session.get(Region, region)
         if found is None:
             raise NotFound(f"no insured area {region!r}")
@@ -89,14 +89,14 @@ def put_region(request: Request, region: str, who: Admin, body: Body) -> JSONRes
 
 @router.get("/hospitals", summary="Registered hospitals", responses=_READ_ERRORS)
 def list_hospitals(request: Request, _who: Anyone) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         rows = session.scalars(select(Hospital).order_by(Hospital.hospital_id)).all()
         return JSONResponse({"hospitals": [registry.hospital_view(h) for h in rows]})
 
 
 @router.get("/hospitals/{hospital_id}", summary="A hospital", responses=_READ_ERRORS)
 def read_hospital(request: Request, hospital_id: str, _who: Anyone) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         found = session.get(Hospital, hospital_id)
         if found is None:
             raise NotFound(f"no hospital {hospital_id!r}")
@@ -117,7 +117,7 @@ def put_hospital(request: Request, hospital_id: str, who: Admin, body: Body) -> 
 
 @router.get("/people/{person_id}", summary="A person with their category periods", responses=_READ_ERRORS)
 def read_person(request: Request, person_id: str, _who: PeopleReader) -> JSONResponse:
-    with Session(context(request).engine) as session:
+    with Session(context(request).reader) as session:
         found = session.get(Person, person_id)
         if found is None:
             raise NotFound(f"no person {person_id!r} is registered")

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from doudi.accounts import Principal, audit
+from doudi.desk import reader
 from ledger.models import PublishedPolicy, Settlement
 from policies.library import Library, Problem, load_library, read_yaml
 
@@ -48,6 +49,7 @@ class Catalogue:
 
     def __init__(self, engine: Engine, lists: Library):
         self._engine = engine
+        self._reader = reader(engine)
         self._lists = Library(disease_lists=dict(lists.disease_lists), sources=dict(lists.sources))
         self._lock = threading.Lock()
         self._stamp: tuple[Any, ...] | None = None
@@ -56,7 +58,7 @@ class Catalogue:
     def library(self, session: Session | None = None) -> Library:
         """The library of published policies, rebuilt when the database's set has changed."""
         if session is None:
-            with Session(self._engine) as own:
+            with Session(self._reader) as own:
                 return self.library(own)
         # What is published, by content: a replaced version changes its hash whatever the clocks say.
         stamp = tuple(session.execute(select(PublishedPolicy.policy_key, PublishedPolicy.document_sha256)).all())
@@ -87,7 +89,7 @@ class Catalogue:
     def check(self, document: str, name: str = "document") -> tuple[str | None, list[Problem]]:
         """Validate a draft against what is published, storing nothing: (its id@version, problems)."""
         key = _key_of(document)
-        with Session(self._engine) as session:
+        with Session(self._reader) as session:
             try:
                 self._load(session, (f"draft:{key}" if key else name, document), replaces=key)
             except PublishRefused as refused:
@@ -123,7 +125,7 @@ class Catalogue:
 
     def publish_library(self, files: Library, who: Principal, now: dt.datetime) -> list[str]:
         """Publish the shipped policies not yet published (in include order); the keys published."""
-        with Session(self._engine) as session:
+        with Session(self._reader) as session:
             published = set(session.scalars(select(PublishedPolicy.policy_key)))
         done = []
         for key in _include_order(files):
@@ -133,7 +135,7 @@ class Catalogue:
         return done
 
     def listing(self) -> list[dict[str, Any]]:
-        with Session(self._engine) as session:
+        with Session(self._reader) as session:
             rows = session.scalars(select(PublishedPolicy).order_by(PublishedPolicy.policy_key)).all()
             used = used_policies(session, self.library(session))
             return [
@@ -151,7 +153,7 @@ class Catalogue:
             ]
 
     def document(self, key: str) -> str | None:
-        with Session(self._engine) as session:
+        with Session(self._reader) as session:
             row = session.get(PublishedPolicy, key)
             return row.document if row else None
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from doudi.accounts import SYSTEM, Principal, audit
 from ledger.models import LedgerEntry, Reversal, Settlement
 from ledger.repository import append_settlement, request_digest, snapshot
-from policies.compile import compile_policy
+from policies.compile import plan_for
 from policies.library import Library
 from settlement.claims import Claim, ClaimBatch
 from settlement.errors import ClaimError, FieldError
@@ -46,9 +46,20 @@ class Outcome:
     record: dict[str, Any]
 
 
+READ_ONLY = {"doudi_read_only": True}
+"""Execution options of an engine whose transactions only read (see `reader`)."""
+
+
+def reader(engine: Engine) -> Engine:
+    """The same database and pool for transactions that only read: on SQLite they begin without taking the
+    write lock, so reads never wait for a settlement."""
+    return engine.execution_options(**READ_ONLY)
+
+
 def serialise_sqlite_writes(engine: Engine) -> None:
     """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE), so that reading
-    the year-to-date figures and appending to them cannot interleave with another writer."""
+    the year-to-date figures and appending to them cannot interleave with another writer; transactions of
+    the `reader` engine begin without it (under write-ahead logging they read a consistent snapshot)."""
     if engine.dialect.name != "sqlite":
         return
 
@@ -61,7 +72,8 @@ def serialise_sqlite_writes(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get("doudi_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _lock(session: Session, person_id: str, household_id: str) -> None:
@@ -81,7 +93,7 @@ def _price(session: Session, library: Library, policy_ref: str, claim: Claim) ->
         policy = library.get(policy_ref, claim.discharged_on)
     except KeyError as err:
         raise ClaimError([FieldError("discharged_on", str(err.args[0]))]) from None
-    plan = compile_policy(policy, library)
+    plan = plan_for(policy, library)
     batch = ClaimBatch.from_claims([claim])
     year = int(policy_years(batch.discharged_on, plan.policy_year_start)[0])
     start = snapshot(session, [claim.person_id, claim.household_id], [year])

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from policies.compile import compile_policy
+from policies.compile import plan_for
 from policies.library import LIBRARY_DIR, Library, PolicyError, load_library
 from policies.schema import Policy
 from settlement.accumulators import AccKey, AccValue, Snapshot, merged
@@ -51,7 +51,7 @@ def quote_claims(
     records: dict[str, dict[str, Any]] = {}
     for policy, positions in _by_version(library, ref, claims):
         group = [claims[p] for p in positions]
-        plan = compile_policy(policy, library)
+        plan = plan_for(policy, library)
         try:
             result = settle(plan, ClaimBatch.from_claims(group), state)
         except ClaimError as err:  # name each claim by its place in the caller's list, not in the group

@@ -192,6 +192,14 @@ def _accumulators(policy: Policy, library: Library) -> dict[str, AccumulatorSpec
     return specs
 
 
+def plan_for(policy: Policy, library: Library) -> Plan:
+    """`compile_policy`, once per policy and library: the desk settles each claim with a compiled plan."""
+    plan = library.plans.get(policy.key)
+    if plan is None:
+        plan = library.plans[policy.key] = compile_policy(policy, library)
+    return plan
+
+
 def compile_policy(policy: Policy, library: Library) -> Plan:
     """The plan the engine runs for `policy` (which must have passed `load_library`'s checks)."""
     accumulators = _accumulators(policy, library)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from policies.schema import DiseaseListFile, Policy, Tier
 from settlement.codes import STAGE_RANK
 from settlement.errors import field_errors
+from settlement.plan import Plan
 
 LIBRARY_DIR = Path(__file__).parent / "library"
 
@@ -95,6 +96,8 @@ class Library:
     policies: dict[str, Policy] = field(default_factory=dict)
     disease_lists: dict[str, DiseaseListFile] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # policy key or list id -> file
+    # Compiled plans by policy key (policies/compile.py `plan_for`); a library is never changed once loaded.
+    plans: dict[str, Plan] = field(default_factory=dict, compare=False, repr=False)
 
     def versions(self, policy_id: str) -> list[Policy]:
         found = [p for p in self.policies.values() if p.id == policy_id]
