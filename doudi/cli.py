@@ -111,6 +111,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo region and print a token per role.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes (one per core is usual).")] = 1,
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the HTTP service: migrate the database, optionally seed the demo region, and serve."""
@@ -141,7 +142,10 @@ def serve(
             path.chmod(0o600)
             typer.echo(f"  {user:<14} {token}")
     typer.echo(f"Doudi on http://{host}:{port}  (OpenAPI document: http://{host}:{port}/openapi.json)")
-    uvicorn.run(app_, host=host, port=port)
+    if workers == 1:
+        uvicorn.run(app_, host=host, port=port)
+    else:  # each process builds its own app from DOUDI_DATABASE_URL; the schema is already migrated above
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 users_app = typer.Typer(help="Accounts: create users (printing their token) and revoke tokens.", no_args_is_help=True)
