@@ -71,3 +71,19 @@ def test_a_bad_claim_is_a_problem_naming_each_field_and_records_nothing(service:
     assert client.post("/v1/settlements/nope/reversal", json={}, headers=desk).json()["errors"][0]["field"] == "reason"
     assert client.get("/v1/settlements/nope", headers=desk).status_code == 404
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_reversed_stay_is_settled_again_under_a_new_key_and_counted_once(service: Service) -> None:
+    client, desk = service.client, service.auth("demo-desk")
+    first = client.post("/v1/settlements", content=LEUKAEMIA, headers=desk).json()
+    assert client.post(f"/v1/settlements/{first['setl_id']}/reversal", json={"reason": "wrong"}, headers=desk)
+    # The reversed key stays what it was: a repeat answers the recorded (reversed) settlement.
+    again = client.post("/v1/settlements", content=LEUKAEMIA, headers=desk)
+    assert again.status_code == 200 and again.json()["setl_id"] == first["setl_id"]
+    corrected = json.loads(LEUKAEMIA) | {"claim_id": "MHK-2014-0612-001-R1"}
+    second = client.post("/v1/settlements", json=corrected, headers=desk)
+    assert second.status_code == 201
+    assert second.json()["tiers"] == first["tiers"]  # the reversal gave every accumulator back
+    year = client.get("/v1/people/MHK-P-0001/accumulators", params={"year": 2014}, headers=desk).json()
+    paid = {row["key"]: row["paid"] for row in year["accumulators"] if row["entity"] == "MHK-P-0001"}
+    assert paid["jl_resident_basic"] == next(t["paid"] for t in first["tiers"] if t["tier"] == "resident_basic")
