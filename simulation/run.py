@@ -1,0 +1,179 @@
+"""Settling a population of past claims under a scenario (a library and which policy governs each insured
+area) with the engine's batch path: the same code the billing desk runs, so that each claim's result is
+what the desk would have paid, to the fen.
+
+Each area's claims are settled together, person by person in settlement order, across the versions of its
+policy in force on their discharge dates (year-to-date figures carried from one version to the next, as
+`doudi.services.quote_claims` does for the desk). What comes out is, per claim, each fund's payment, the
+family's burden and which funds hit a cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from policies.compile import plan_for
+from policies.library import Library
+from settlement.accumulators import Snapshot, merged
+from settlement.claims import ClaimBatch
+from settlement.codes import REASON_CODE
+from settlement.plan import Plan
+from settlement.waterfall import BatchResult, settle
+
+Int64Array = npt.NDArray[np.int64]
+Progress = Callable[[str], None]
+
+_CAPPED = (REASON_CODE["capped"], REASON_CODE["cap_reached"])
+_STAGE_FUND = {
+    "basic_insurance": "basic_insurance",
+    "supplementary_insurance": "critical_illness",
+    "temporary_aid": "temporary_aid",
+    "grants": "grants",
+}
+
+
+class ScenarioError(ValueError):
+    """The scenario cannot settle these claims (an area without a policy, a date without a version)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    library: Library
+    policies: Mapping[str, str]  # insured area -> policy id; "*" for every area not named
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Per claim (in the dataset's row order): each fund's payment and whether the fund capped it."""
+
+    funds: list[str]  # fund keys in payment order
+    paid: Int64Array  # claims x funds, fen
+    capped: npt.NDArray[np.bool_]  # claims x funds
+    policy: npt.NDArray[np.object_]  # the policy version each claim was settled under
+
+    @property
+    def fund_paid(self) -> Int64Array:
+        total: Int64Array = self.paid.sum(axis=1)
+        return total
+
+    def column(self, fund: str) -> Int64Array:
+        if fund not in self.funds:
+            return np.zeros(self.paid.shape[0], np.int64)
+        result: Int64Array = self.paid[:, self.funds.index(fund)]
+        return result
+
+
+def fund_key(stage: str, bucket: str) -> str:
+    return f"medical_assistance/{bucket}" if stage == "medical_assistance" else _STAGE_FUND.get(stage, stage)
+
+
+def subset(batch: ClaimBatch, rows: Int64Array) -> ClaimBatch:
+    """The claims at `rows` (in that order) as a batch of their own."""
+    position = np.full(len(batch), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    keep = position[batch.dx_claim] >= 0
+    columns = {
+        name: getattr(batch, name)[rows]
+        for name in (
+            "claim_id", "person", "household", "scheme", "category", "level", "visit", "discharged_on",
+            "settled_at", "total", "fully_self_paid", "over_limit_self_paid", "pre_self_paid", "third_party",
+            "approval", "grant_total", "dx_principal",
+        )
+    }  # fmt: skip
+    if len(batch.claim_id) != len(batch):
+        columns["claim_id"] = batch.claim_id  # a working copy without ids stays without
+    return dataclasses.replace(
+        batch,
+        dx_claim=position[batch.dx_claim[keep]],
+        dx_code=batch.dx_code[keep],
+        claims=tuple(batch.claims[i] for i in rows) if batch.claims is not None else None,
+        **columns,
+    )
+
+
+def settle_scenario(
+    scenario: Scenario, regions: npt.NDArray[np.object_], batch: ClaimBatch, progress: Progress | None = None
+) -> Settled:
+    """Settle every claim under `scenario`; `regions[i]` is claim i's insured area."""
+    region_codes, region_values = pd.factorize(pd.Series(regions, dtype=object))
+    policy_of_region = []
+    for region in region_values:
+        policy_id = scenario.policies.get(str(region), scenario.policies.get("*"))
+        if policy_id is None:
+            raise ScenarioError(f"{scenario.name}: no policy is given for insured area {region}")
+        policy_of_region.append(policy_id)
+    n = len(batch)
+    parts: list[tuple[Int64Array, Plan, BatchResult]] = []
+    chosen = np.empty(n, dtype=object)
+    for policy_id in sorted(set(policy_of_region)):
+        regions_here = [i for i, p in enumerate(policy_of_region) if p == policy_id]
+        rows = np.flatnonzero(np.isin(region_codes, regions_here))
+        if progress:
+            progress(f"{scenario.name}: {len(rows):,} claims under {policy_id}")
+        state: Snapshot = {}
+        for version_rows, plan, key in _by_version(scenario.library, policy_id, batch.discharged_on[rows], rows):
+            result = settle(plan, subset(batch, version_rows), state, trace=True)
+            parts.append((version_rows, plan, result))
+            chosen[version_rows] = key
+            if len(scenario.library.versions(policy_id)) > 1:
+                state = merged(state, result.accumulators)
+    return _collect(n, parts, chosen)
+
+
+def _by_version(
+    library: Library, policy_id: str, days: npt.NDArray[np.datetime64], rows: Int64Array
+) -> list[tuple[Int64Array, Plan, str]]:
+    versions = library.versions(policy_id)
+    if not versions:
+        raise ScenarioError(f"no policy {policy_id!r} in the library")
+    out = []
+    covered = np.zeros(len(rows), bool)
+    for policy in versions:
+        start = np.datetime64(policy.valid_from, "D")
+        inside = days >= start
+        if policy.valid_until is not None:
+            inside &= days <= np.datetime64(policy.valid_until, "D")
+        if inside.any():
+            out.append((rows[inside], plan_for(policy, library), policy.key))
+            covered |= inside
+    if not covered.all():
+        first = str(days[~covered][0])
+        raise ScenarioError(f"no version of {policy_id} is in force on {first} (claims discharged that day)")
+    return out
+
+
+def _collect(n: int, parts: list[tuple[Int64Array, Plan, BatchResult]], chosen: npt.NDArray[np.object_]) -> Settled:
+    funds: list[str] = []
+    for _, plan, result in parts:
+        for tier, columns in zip(plan.tiers, result.tiers, strict=True):
+            for key in _tier_funds(tier.stage, [b.id for b in tier.buckets], columns.bucket):
+                if key not in funds:
+                    funds.append(key)
+    order = {"basic_insurance": 0, "critical_illness": 1, "temporary_aid": 3, "grants": 4}
+    funds.sort(key=lambda f: (order.get(f, 2), f))
+    paid = np.zeros((n, len(funds)), np.int64)
+    capped = np.zeros((n, len(funds)), bool)
+    for rows, plan, result in parts:
+        for tier, columns in zip(plan.tiers, result.tiers, strict=True):
+            bucket_ids = [b.id for b in tier.buckets]
+            if tier.stage == "medical_assistance" and columns.bucket is not None:
+                keys = np.array([funds.index(fund_key(tier.stage, b)) for b in bucket_ids], np.int64)
+                which = keys[np.maximum(columns.bucket, 0)]
+            else:
+                which = np.full(len(rows), funds.index(fund_key(tier.stage, bucket_ids[0] if bucket_ids else "")))
+            np.add.at(paid, (rows, which), columns.paid)
+            capped[rows, which] |= np.isin(columns.reason, _CAPPED)
+    return Settled(funds, paid, capped, chosen)
+
+
+def _tier_funds(stage: str, bucket_ids: list[str], used: Int64Array | None) -> list[str]:
+    if stage == "medical_assistance":
+        return [fund_key(stage, b) for b in bucket_ids]
+    return [fund_key(stage, bucket_ids[0] if bucket_ids else "")]
