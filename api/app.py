@@ -58,7 +58,7 @@ def open_engine(url: str) -> Engine:
     Connections are not pinged before use: after a database restart the first request on a stale
     connection answers 503 (retry-safe), and SQLAlchemy then discards the whole pool."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20, pool_timeout=30)
     else:
         engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=False, pool_timeout=10)
     serialise_sqlite_writes(engine)

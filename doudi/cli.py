@@ -214,6 +214,103 @@ def users_revoke(
     typer.echo(f"revoked {count} token(s) of {name}")
 
 
+def _assignment(values: list[str], option: str) -> dict[str, str]:
+    """`POLICY` (every area) or `AREA=POLICY` pairs -> {area or "*": policy id}."""
+    found: dict[str, str] = {}
+    for value in values:
+        area, sep, policy = value.partition("=")
+        if not sep:
+            area, policy = "*", value
+        if not policy or (sep and not (area.isdigit() and len(area) == 6)):
+            _fail([f"{option}: {value!r}: write POLICY, or AREA=POLICY with a six-digit area code"])
+        found[area] = policy
+    return found
+
+
+@app.command()
+def simulate(
+    claims: Annotated[Path, typer.Option("--claims", help="Claims dataset (.parquet, .csv, or a folder of parts).")],
+    baseline: Annotated[list[str], typer.Option("--baseline", help="POLICY, or AREA=POLICY (repeat).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for summary.json, report.xlsx, report.html.")],
+    reform: Annotated[
+        list[str] | None, typer.Option("--reform", help="POLICY, AREA=POLICY or a policy file (repeat).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="POLICY@VERSION:PATH=VALUE, applied to the reform (repeat).")
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option("--sheet", help="A parameter sheet (XLSX: policy, path, value).")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Household burden share of income counted as catastrophic.")] = 0.4,
+    library_dir: LibraryOption = LIBRARY_DIR,
+) -> None:
+    """Re-settle past claims under the baseline and under a reform, exactly as the desks would, and compare."""
+    import time
+
+    from simulation import reform as reforms
+    from simulation.dataset import DatasetError, batch_of, load_claims
+    from simulation.outputs import write
+    from simulation.report import compare, summary, yuan
+    from simulation.run import Scenario, ScenarioError, settle_scenario
+
+    started = time.perf_counter()
+    library = _library(library_dir)
+    base_map = _assignment(baseline, "--baseline")
+    reform_library, reform_map = library, dict(base_map)
+    try:
+        for value in reform or []:
+            if value.endswith((".yaml", ".yml")):
+                reform_library = reforms.with_policy(reform_library, Path(value))
+                key = next(k for k, src in reform_library.sources.items() if src == value)
+                reform_map = {"*": reform_library.policies[key].id}
+            else:
+                reform_map = {**reform_map, **_assignment([value], "--reform")} if "=" in value else {"*": value}
+        steps, unreadable = [], []
+        for i, text in enumerate(overrides or [], start=1):
+            try:
+                steps.append(reforms.parse_override(text, f"--set {i}"))
+            except reforms.ReformError as err:
+                unreadable.extend(err.problems)
+        if unreadable:
+            raise reforms.ReformError(unreadable)
+        if sheet is not None:
+            steps += reforms.sheet_overrides(sheet.read_bytes(), str(sheet))
+        reform_library = reforms.apply_overrides(reform_library, steps)
+    except reforms.ReformError as err:
+        _fail(["the reform is refused:", *(f"  {p}" for p in err.problems)])
+    except OSError as err:
+        _fail([f"--sheet: cannot read {sheet}: {err}"])
+    _step(f"reading {claims}")
+    try:
+        dataset = load_claims(claims)
+    except DatasetError as err:
+        _fail([str(err)])
+    batch = batch_of(dataset)
+    regions = dataset.frame["region"].astype(str).to_numpy(dtype=object)
+    try:
+        before = settle_scenario(Scenario("baseline", library, base_map), regions, batch, _step)
+        after = settle_scenario(Scenario("reform", reform_library, reform_map), regions, batch, _step)
+    except ScenarioError as err:
+        _fail([str(err)])
+    _step("comparing")
+    comparison = compare(dataset.frame, before, after, threshold)
+    meta = {
+        "claims_file": str(claims),
+        "baseline_label": ", ".join(f"{a}={p}" for a, p in sorted(base_map.items())),
+        "reform_label": ", ".join(f"{a}={p}" for a, p in sorted(reform_map.items()))
+        + "".join(f"; {o}" for o in overrides or [])
+        + (f"; sheet {sheet}" if sheet else ""),
+    }
+    written = write(out, comparison, summary(comparison, meta))
+    total = comparison.funds.to_dict("records")[-1]  # the last row is the total
+    typer.echo(
+        f"{comparison.claims:,} claims: fund spending {yuan(total['baseline'])} → {yuan(total['reform'])} yuan "
+        f"({yuan(total['difference'])}); {time.perf_counter() - started:.1f} s"
+    )
+    for path in written:
+        typer.echo(str(path))
+
+
 reconcile_app = typer.Typer(help="Monthly reconciliation: statements, matching a hospital's file, closing.")
 app.add_typer(reconcile_app, name="reconcile")
 MonthOption = Annotated[str, typer.Option("--month", help="The month, like 2014-07.")]
@@ -393,6 +490,40 @@ def _show(value: Any) -> str:
     if value is services.ABSENT:
         return "(not set)"
     return "none" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+@app.command()
+def generate(
+    people: Annotated[int, typer.Option("--people", min=1, help="Persons in the synthetic population.")],
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same claims.")],
+    out: Annotated[Path, typer.Option("--out", help="A .parquet or .csv file, or a folder for Parquet parts.")],
+    profile: Annotated[str, typer.Option("--profile", help="The model's parameters.")] = "jilin-2014",
+) -> None:
+    """Write a synthetic province-year of claims (the model and its sources: docs/claims-dataset.md)."""
+    import time
+
+    from simulation.dataset import write_claims
+    from simulation.generate import PROFILES
+    from simulation.generate import generate as generate_claims
+
+    if profile not in PROFILES:
+        _fail([f"--profile: {profile!r} is not one of {', '.join(PROFILES)}"])
+    if out.suffix.lower() not in ("", ".parquet", ".csv"):
+        _fail([f"--out: {out} must end in .parquet or .csv, or name a folder for Parquet parts"])
+    started = time.perf_counter()
+    dataset = generate_claims(people, seed, PROFILES[profile])
+    try:
+        if out.parent != Path("."):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        write_claims(dataset, out)
+    except OSError as err:
+        _fail([f"--out: cannot write {out}: {err}"])
+    frame = dataset.frame
+    typer.echo(
+        f"{len(frame):,} claims of {frame['person_id'].nunique():,} people in {frame['household_id'].nunique():,} "
+        f"households (of {people:,} people; profile {profile}, seed {seed}) written to {out} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def main() -> None:
