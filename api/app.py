@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from api import openapi, routes_accounts, routes_desk, routes_policies, routes_reconciliation, routes_registry
@@ -150,3 +151,14 @@ def _handle_errors(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(DBAPIError, _database_down)
+
+    async def _too_busy(_request: Request, _err: Exception) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool's timeout: an overload, not a fault in the request.
+        return problem(
+            503,
+            "Service busy",
+            "no database connection came free in time; nothing was recorded; retry",
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(PoolTimeout, _too_busy)
