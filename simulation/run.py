@@ -20,6 +20,7 @@ import pandas as pd
 
 from policies.compile import plan_for
 from policies.library import Library
+from reconciliation.frames import fund_key
 from settlement.accumulators import Snapshot, merged
 from settlement.claims import ClaimBatch
 from settlement.codes import REASON_CODE
@@ -30,12 +31,6 @@ Int64Array = npt.NDArray[np.int64]
 Progress = Callable[[str], None]
 
 _CAPPED = (REASON_CODE["capped"], REASON_CODE["cap_reached"])
-_STAGE_FUND = {
-    "basic_insurance": "basic_insurance",
-    "supplementary_insurance": "critical_illness",
-    "temporary_aid": "temporary_aid",
-    "grants": "grants",
-}
 
 
 class ScenarioError(ValueError):
@@ -68,10 +63,6 @@ class Settled:
             return np.zeros(self.paid.shape[0], np.int64)
         result: Int64Array = self.paid[:, self.funds.index(fund)]
         return result
-
-
-def fund_key(stage: str, bucket: str) -> str:
-    return f"medical_assistance/{bucket}" if stage == "medical_assistance" else _STAGE_FUND.get(stage, stage)
 
 
 def subset(batch: ClaimBatch, rows: Int64Array) -> ClaimBatch:
