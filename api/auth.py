@@ -33,7 +33,13 @@ def require(*roles: Role) -> Callable[..., Principal]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        principal = authenticate(session, credentials.credentials, context(request).clock())
+        try:
+            principal = authenticate(session, credentials.credentials, context(request).clock())
+        finally:
+            # Give the connection back now: the route runs in another pool thread, and a connection held
+            # across that hop lets a burst of requests stall, each waiting for a connection another holds.
+            # The route's reads take one again through the same session.
+            session.close()
         if principal is None:
             raise Unauthenticated("the token is unknown, expired or revoked")
         if principal.role not in roles:

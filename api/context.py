@@ -35,7 +35,8 @@ def context(request: Request) -> Context:
 
 def read_session(request: Request) -> Iterator[Session]:
     """One read-only session per request, shared by the token check and the route (FastAPI caches a
-    dependency within a request). A route that then writes closes it first."""
+    dependency within a request). It holds a connection only while it is being used: the token check and a
+    route that then writes close it."""
     with Session(context(request).reader) as session:
         yield session
 

@@ -5,7 +5,7 @@
 
 What is measured, and why. The engine benchmark (bench/engine.py) times settlement in-process; a desk sees
 the service: HTTP parsing, the bearer-token look-up, completing the claim from the register, the
-year-to-date read under the household lock, the engine, the ledger append and the JSON answer. This
+year-to-date read under the person's and household's locks, the engine, the ledger append and the JSON answer. This
 benchmark measures that path end to end, as a client sees it:
 
 1. The server is the one operators run: `.venv/bin/doudi serve --demo --port P --database-url URL` (uvicorn,
@@ -33,8 +33,9 @@ benchmark measures that path end to end, as a client sees it:
    repeat 2, ...) so that the machine's drifting speed touches every cell alike; the table shows medians
    over the repeats. CPU used during each window is read from /proc: the server process, the generator
    processes, the PostgreSQL backends serving the benchmark's database, and everything else on the
-   machine (other work, PostgreSQL's shared processes, the kernel). The generator's share of a core shows whether
-   it, rather than the server, was the limit (above ~85 % it is flagged).
+   machine (other work, PostgreSQL's shared processes, the kernel; approximate, slightly negative when
+   little runs). The server's figure includes its worker processes under --workers. The generator's share
+   of a core shows whether it, rather than the server, was the limit (above ~85 % it is flagged).
 
 Targets (issue): settle p99 <= 30 ms at 16 clients on PostgreSQL; settle throughput >= 40 % of the trivial
 endpoint's (healthz) at the same concurrency.

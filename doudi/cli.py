@@ -111,7 +111,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Seed the demo region and print a token per role.")] = False,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes (one per core is usual).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes. Above 1, uvicorn leaves TCP_NODELAY off "
+            "(about 40 ms more per keep-alive request; its issue 3149).",
+        ),
+    ] = 1,
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the HTTP service: migrate the database, optionally seed the demo region, and serve."""
