@@ -147,6 +147,8 @@ def xlsx_bytes(sheets: Sequence[Sheet], created: dt.datetime) -> bytes:
                 if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
                     continue
                 if column in money:
+                    # A workbook cell holds a binary double, its only kind of number; for any amount below
+                    # 2**53 fen the nearest double shows exactly the fen under the two-decimal format.
                     worksheet.write_number(i, j, int(value) / 100, money_format)
                 elif isinstance(value, bool):
                     worksheet.write_string(i, j, "是" if value else "否")

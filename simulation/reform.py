@@ -87,6 +87,8 @@ def sheet_overrides(data: bytes, name: str) -> list[Override]:
         if all(v in (None, "") for v in cells.values()):
             continue
         value = cells["value"]
+        # A spreadsheet stores every number as a binary double; its shortest repr is the decimal the person
+        # typed (0.7, not 0.69999…), which is then parsed as exact decimal text like any --set value.
         text = "none" if value is None else (str(value) if not isinstance(value, float) else repr(value))
         try:
             found.append(parse_override(f"{cells['policy']}:{cells['path']}={text}", f"{name} row {number}"))

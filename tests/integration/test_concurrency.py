@@ -29,8 +29,8 @@ from ledger.repository import snapshot
 from policies.library import Library
 from settlement.accumulators import AccKey, AccValue
 from settlement.claims import Claim, parse_claim
-from settlement.money import fen_from_decimal, parse_amount
-from settlement.plan import ADMISSIONS_KEY
+from settlement.money import fen_from_decimal
+from tests.integration.test_ledger_sequences import moved_by
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = json.loads((ROOT / "examples/family-year.json").read_text(encoding="utf-8"))["claims"]
@@ -151,24 +151,6 @@ def recorded(engine: Engine, keys: Iterable[str]) -> list[Settlement]:
         ).all()
         session.expunge_all()
         return list(rows)
-
-
-def moved_by(records: Iterable[dict[str, Any]]) -> dict[AccKey, AccValue]:
-    """What the records say each settlement moved: every tier's accumulator from before to after, and one
-    admission per inpatient stay."""
-    sums: dict[AccKey, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for record in records:
-        for tier in record["tiers"]:
-            acc = tier.get("accumulator")
-            if acc is None:
-                continue
-            total = sums[AccKey(acc["key"], acc["entity"], acc["year"])]
-            total[0] += parse_amount(acc["base_after"]) - parse_amount(acc["base_before"])
-            total[1] += parse_amount(acc["paid_after"]) - parse_amount(acc["paid_before"])
-            total[2] += 1
-        if record["visit_type"] == "inpatient":
-            sums[AccKey(ADMISSIONS_KEY, record["person_id"], record["policy_year"])][2] += 1
-    return {key: AccValue(*value) for key, value in sums.items()}
 
 
 def paid_per_accumulator(engine: Engine, entities: Sequence[str]) -> dict[tuple[str, str], int]:
