@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Dialect,
@@ -205,6 +206,32 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     hospital_id: Mapped[str | None] = mapped_column(ForeignKey("hospitals.hospital_id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # For signing in to the web pages; None means the account has API tokens only.
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie carries a random value; only its SHA-256 is stored, as for tokens.
+    `csrf_token` is the value every form of this session must echo back."""
+
+    __tablename__ = "web_sessions"
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt, kept so that repeated failures for a name or an address can be slowed down."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    remote: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
 
 
 class ApiToken(Base):
