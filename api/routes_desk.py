@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,11 +76,13 @@ def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResp
     },
     status_code=201,
 )
-def settle(request: Request, who: Desk, body: Body, session: Reading) -> JSONResponse:
+def settle(request: Request, who: Desk, body: Body, session: Reading) -> Response:
     ctx = context(request)
     library, policy_id, claim = _claim(ctx, session, who, body)
     outcome = settle_claim(ctx.engine, library, policy_id, claim, ctx.clock(), who)
-    return JSONResponse({"setl_id": outcome.setl_id, **outcome.record}, status_code=201 if outcome.created else 200)
+    # The record as stored, with the settlement id first: the same bytes a repeat is answered with.
+    body = f'{{"setl_id":{json.dumps(outcome.setl_id)},{outcome.record_json[1:]}'
+    return Response(body, status_code=201 if outcome.created else 200, media_type="application/json")
 
 
 @router.get(

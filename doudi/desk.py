@@ -44,6 +44,7 @@ class Outcome:
     created: bool  # False: the same request was settled before and nothing new was recorded
     setl_id: str
     record: dict[str, Any]
+    record_json: str  # `record` as stored: an answer can send this text rather than encode `record` again
 
 
 READ_ONLY = {"doudi_read_only": True}
@@ -81,10 +82,10 @@ def _lock(session: Session, person_id: str, household_id: str) -> None:
     the lock numbers so that two desks cannot deadlock: the household a claim names is the register's
     today, and the person's caps must hold even if it changed while a settlement was in flight."""
     if session.get_bind().dialect.name == "postgresql":
-        for key in sorted(
-            {zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())}
-        ):
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        keys = sorted({zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())})
+        # One round trip for both: PostgreSQL evaluates a select list left to right, so the order holds.
+        calls = ", ".join(f"pg_advisory_xact_lock(:k{i})" for i in range(len(keys)))
+        session.execute(text(f"SELECT {calls}"), {f"k{i}": key for i, key in enumerate(keys)})
 
 
 def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
@@ -115,26 +116,24 @@ def settle_claim(
     who: Principal = SYSTEM,
 ) -> Outcome:
     """Settle and record `claim` (结算), or return what was recorded for the same request before."""
-    digest = request_digest(claim)
     try:
         with Session(engine) as session, session.begin():
             _lock(session, claim.person_id, claim.household_id)
-            known = session.scalar(_same_key(claim))
-            if known is not None:
-                return _repeat(known, digest)
+            # No look-up of the key first: a repeat is rare, and the insert below refuses a recorded key
+            # (unique per hospital), which the handler answers as a repeat. First settlements save a trip.
             record = _price(session, library, policy_ref, claim)
             setl_id = uuid.uuid4().hex
             record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **record["nhsa"]["setlinfo"]}
-            append_settlement(session, setl_id, claim, record, now)
+            record_json = append_settlement(session, setl_id, claim, record, now)
             audit(session, who, "settlement.create", setl_id, {"medins_setl_id": claim.claim_id}, now)
-            return Outcome(True, setl_id, record)
+            return Outcome(True, setl_id, record, record_json)
     except IntegrityError:
-        # Another desk recorded the same key between our look-up and our insert: answer as a repeat.
+        # The key was recorded before (by an earlier request, or by another desk since our lock was taken).
         with Session(engine) as session:
             known = session.scalar(_same_key(claim))
             if known is None:
                 raise
-            return _repeat(known, digest)
+            return _repeat(known, request_digest(claim))
 
 
 def visible_to(who: Principal, settlement: Settlement) -> bool:
@@ -155,7 +154,7 @@ def _repeat(known: Settlement, digest: str) -> Outcome:
             f"settlement key {known.medins_setl_id!r} was already used for a different claim "
             f"(settlement {known.setl_id}); a corrected claim is a reversal plus a new key"
         )
-    return Outcome(False, known.setl_id, json.loads(known.record_json))
+    return Outcome(False, known.setl_id, json.loads(known.record_json), known.record_json)
 
 
 def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.datetime, who: Principal = SYSTEM) -> None:

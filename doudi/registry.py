@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import delete, select
@@ -149,12 +150,52 @@ def _periods(session: Session, person_id: str) -> Sequence[CategoryPeriod]:
     ).all()
 
 
-def category_on(periods: Sequence[CategoryPeriod], day: dt.date) -> str:
+class _Period(Protocol):
+    category: str
+    valid_from: dt.date
+    valid_until: dt.date | None
+
+
+def category_on(periods: Sequence[_Period], day: dt.date) -> str:
     """The category held on `day`; a person with no period covering it is in no assistance category."""
     for period in periods:
         if period.valid_from <= day and (period.valid_until is None or day <= period.valid_until):
             return period.category
     return "none"
+
+
+@dataclass(frozen=True)
+class _PersonFacts:
+    person_id: str
+    household_id: str
+    insurance_scheme: str
+    policy_id: str  # of the person's insured area
+    periods: list[Any]  # rows with category, valid_from, valid_until
+
+
+def _person_facts(session: Session, person_id: str) -> _PersonFacts | None:
+    """What the register says about a person, in one round trip (this is on every settlement's path): one
+    row per category period, or a single row with no period."""
+    rows = session.execute(
+        select(
+            Person.household_id,
+            Person.insurance_scheme,
+            Region.policy_id,
+            CategoryPeriod.category,
+            CategoryPeriod.valid_from,
+            CategoryPeriod.valid_until,
+        )
+        .select_from(Person)
+        .outerjoin(Region, Region.region == Person.region)
+        .outerjoin(CategoryPeriod, CategoryPeriod.person_id == Person.person_id)
+        .where(Person.person_id == person_id)
+        .order_by(CategoryPeriod.valid_from)
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    periods = [row for row in rows if row.category is not None]
+    return _PersonFacts(person_id, first.household_id, first.insurance_scheme, first.policy_id or "", periods)
 
 
 CLOCK_TOLERANCE = dt.timedelta(minutes=10)
@@ -174,7 +215,7 @@ def complete_claim(
         stated = claim.setdefault("hospital_id", hospital_id)
         if stated != hospital_id:
             problems.append(FieldError("hospital_id", f"a desk of {hospital_id!r} cannot settle stays at {stated!r}"))
-    person = session.get(Person, claim["person_id"]) if isinstance(claim.get("person_id"), str) else None
+    person = _person_facts(session, claim["person_id"]) if isinstance(claim.get("person_id"), str) else None
     hospital = session.get(Hospital, claim["hospital_id"]) if isinstance(claim.get("hospital_id"), str) else None
     if "person_id" in claim and person is None:
         problems.append(FieldError("person_id", f"no person {claim['person_id']!r} is registered"))
@@ -182,12 +223,11 @@ def complete_claim(
         problems.append(FieldError("hospital_id", f"no hospital {claim['hospital_id']!r} is registered"))
     policy_id = ""
     if person is not None:
-        region = session.get(Region, person.region)
-        policy_id = region.policy_id if region is not None else ""
+        policy_id = person.policy_id
         day = _settlement_day(claim)
         known: dict[str, Any] = {"household_id": person.household_id, "insurance_scheme": person.insurance_scheme}
         if day is not None:
-            known["category"] = category_on(_periods(session, person.person_id), day)
+            known["category"] = category_on(person.periods, day)
         problems += _fill(claim, known, f"the register says for person {person.person_id!r}")
     if hospital is not None:
         problems += _fill(claim, {"hospital_level": hospital.level}, f"hospital {hospital.hospital_id!r} is level")

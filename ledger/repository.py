@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ledger.models import LedgerEntry, Settlement
@@ -21,10 +21,14 @@ from settlement.plan import ADMISSIONS_KEY
 _ZERO = Decimal("0.00")
 
 
-def request_digest(claim: Claim) -> str:
+def canonical_claim(claim: Claim) -> str:
+    """The claim's canonical JSON (sorted keys, no spaces): stored with its settlement and hashed."""
+    return json.dumps(claim.as_json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def request_digest(claim: Claim, canonical: str | None = None) -> str:
     """SHA-256 of the claim's canonical JSON: the same key with other content is a different request."""
-    canonical = json.dumps(claim.as_json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256((canonical or canonical_claim(claim)).encode("utf-8")).hexdigest()
 
 
 def snapshot(session: Session, entities: Iterable[str], years: Iterable[int]) -> dict[AccKey, AccValue]:
@@ -51,82 +55,83 @@ def snapshot(session: Session, entities: Iterable[str], years: Iterable[int]) ->
     return found
 
 
-def append_settlement(
-    session: Session, setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime
-) -> Settlement:
-    """Record a settlement (the engine's record for `claim`) and one ledger entry per fund."""
-    settlement = Settlement(
-        setl_id=setl_id,
-        medins_setl_id=claim.claim_id,
-        hospital_id=claim.hospital_id,
-        person_id=claim.person_id,
-        household_id=claim.household_id,
-        policy=f"{record['policy']['id']}@{record['policy']['version']}",
-        request_sha256=request_digest(claim),
-        claim_json=json.dumps(claim.as_json(), ensure_ascii=False, sort_keys=True),
-        record_json=json.dumps(record, ensure_ascii=False, sort_keys=True),
-        total=Decimal(record["amounts"]["total"]),
-        fund_paid=Decimal(record["fund_paid"]),
-        patient_burden=Decimal(record["patient_burden"]),
-        settled_at=when,
-        category=claim.category,
-        insurance_scheme=claim.insurance_scheme,
-        visit_type=claim.visit_type,
-        diagnosis=claim.diagnoses[0],
-        admitted_on=claim.admitted_on,
-        discharged_on=claim.discharged_on,
-        fully_self_paid=claim.fully_self_paid,
-        over_limit_self_paid=claim.over_limit_self_paid,
-        pre_self_paid=claim.pre_self_paid,
-        in_scope=claim.in_scope,
+def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime) -> str:
+    """Record a settlement (the engine's record for `claim`) and one ledger entry per fund; the record as
+    stored (JSON) is returned, so that an answer can be the stored text itself.
+
+    Core inserts rather than ORM objects: this runs on every settlement, and the rows are written once and
+    never changed, so the unit of work would be pure overhead."""
+    canonical = canonical_claim(claim)
+    record_json = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    session.execute(
+        insert(Settlement),
+        {
+            "setl_id": setl_id,
+            "medins_setl_id": claim.claim_id,
+            "hospital_id": claim.hospital_id,
+            "person_id": claim.person_id,
+            "household_id": claim.household_id,
+            "policy": f"{record['policy']['id']}@{record['policy']['version']}",
+            "request_sha256": request_digest(claim, canonical),
+            "claim_json": canonical,
+            "record_json": record_json,
+            "total": Decimal(record["amounts"]["total"]),
+            "fund_paid": Decimal(record["fund_paid"]),
+            "patient_burden": Decimal(record["patient_burden"]),
+            "settled_at": when,
+            "category": claim.category,
+            "insurance_scheme": claim.insurance_scheme,
+            "visit_type": claim.visit_type,
+            "diagnosis": claim.diagnoses[0],
+            "admitted_on": claim.admitted_on,
+            "discharged_on": claim.discharged_on,
+            "fully_self_paid": claim.fully_self_paid,
+            "over_limit_self_paid": claim.over_limit_self_paid,
+            "pre_self_paid": claim.pre_self_paid,
+            "in_scope": claim.in_scope,
+        },
     )
-    session.add(settlement)
-    session.flush()  # the settlement row first: the entries refer to it
     year = int(record["policy_year"])
-    for tier in record["tiers"]:
-        acc = tier.get("accumulator")
-        session.add(
-            LedgerEntry(
-                setl_id=setl_id,
-                kind="settlement",
-                tier=tier["tier"],
-                stage=tier["stage"],
-                bucket=tier.get("bucket", ""),
-                fund_pay_type=tier["fund_pay_type"],
-                amount=Decimal(tier["paid"]),
-                base=Decimal(tier.get("base") or "0.00"),
-                quota_used=Decimal(acc["paid_after"]) if acc else None,
-                quota_left=_quota_left(tier),
-                accumulator=acc["key"] if acc else None,
-                entity=acc["entity"] if acc else None,
-                policy_year=acc["year"] if acc else None,
-                base_delta=Decimal(acc["base_after"]) - Decimal(acc["base_before"]) if acc else _ZERO,
-                paid_delta=Decimal(acc["paid_after"]) - Decimal(acc["paid_before"]) if acc else _ZERO,
-                claims_delta=1 if acc else 0,
-                recorded_at=when,
-            )
-        )
+    entries = [_entry(setl_id, tier, when) for tier in record["tiers"]]
     if claim.visit_type == "inpatient":
-        session.add(
-            LedgerEntry(
-                setl_id=setl_id,
-                kind="settlement",
-                tier="(admission)",
-                stage="",
-                bucket="",
-                fund_pay_type="",
-                amount=_ZERO,
-                base=_ZERO,
-                accumulator=ADMISSIONS_KEY,
-                entity=claim.person_id,
-                policy_year=year,
-                base_delta=_ZERO,
-                paid_delta=_ZERO,
-                claims_delta=1,
-                recorded_at=when,
-            )
+        admission = {"tier": "(admission)", "stage": "", "fund_pay_type": "", "paid": "0.00"}
+        entries.append(
+            {
+                **_entry(setl_id, admission, when),
+                "accumulator": ADMISSIONS_KEY,
+                "entity": claim.person_id,
+                "policy_year": year,
+                "claims_delta": 1,
+            }
         )
-    return settlement
+    # One statement per row, sent as a batch: a fixed statement text is prepared once, where a
+    # multi-row VALUES list would be a new text (parsed again by the driver) for each count of funds.
+    session.execute(insert(LedgerEntry).execution_options(render_nulls=True), entries)
+    return record_json
+
+
+def _entry(setl_id: str, tier: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
+    """A settlement's ledger entry for one fund (tier), with what it added to the fund's accumulator."""
+    acc = tier.get("accumulator")
+    return {
+        "setl_id": setl_id,
+        "kind": "settlement",
+        "tier": tier["tier"],
+        "stage": tier["stage"],
+        "bucket": tier.get("bucket", ""),
+        "fund_pay_type": tier["fund_pay_type"],
+        "amount": Decimal(tier["paid"]),
+        "base": Decimal(tier.get("base") or "0.00"),
+        "quota_used": Decimal(acc["paid_after"]) if acc else None,
+        "quota_left": _quota_left(tier),
+        "accumulator": acc["key"] if acc else None,
+        "entity": acc["entity"] if acc else None,
+        "policy_year": acc["year"] if acc else None,
+        "base_delta": Decimal(acc["base_after"]) - Decimal(acc["base_before"]) if acc else _ZERO,
+        "paid_delta": Decimal(acc["paid_after"]) - Decimal(acc["paid_before"]) if acc else _ZERO,
+        "claims_delta": 1 if acc else 0,
+        "recorded_at": when,
+    }
 
 
 def _quota_left(tier: dict[str, Any]) -> Decimal | None:
