@@ -86,7 +86,7 @@ DECIMAL_TYPE: Final = pa.decimal128(16, 2)
 # The claim format's identifier (settlement.claims.Identifier), as one regular expression.
 _IDENTIFIER = r"^[0-9A-Za-z][0-9A-Za-z._:/-]{0,63}$"
 _REGION = r"^[0-9]{6}$"
-_AMOUNT = r"^\+?(?P<whole>[0-9]{1,9})(?:\.(?P<fen>[0-9]{1,2}))?$"
+_AMOUNT = r"^\+?0*(?P<whole>[0-9]{1,9})(?:\.(?P<fen>[0-9]{1,2}))?$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _MOMENT = (
     r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})"
@@ -128,6 +128,10 @@ class DatasetError(ValueError):
         if self.count > len(self.problems):
             lines.append(f"  ... and {self.count - len(self.problems)} more")
         super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised on a Dask worker and re-raised by the client: rebuilt from its parts, not its message.
+        return (DatasetError, (self.source, self.problems, self.count))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -173,9 +177,11 @@ def load_claims(path: Path | str) -> Dataset:
     return dataset
 
 
-def dataset_from_table(table: pa.Table, source: str = "<table>") -> Dataset:
-    """Check an Arrow table of claims (the file's columns, typed or as text) and build the Dataset."""
-    return _build(_TableColumns(table), source)
+def dataset_from_table(table: pa.Table, source: str = "<table>", first_row: int = 0) -> Dataset:
+    """Check an Arrow table of claims (the file's columns, typed or as text) and build the Dataset.
+    `first_row`: how many rows of the dataset come before the table's first (a partition of a larger
+    dataset), so that problems name the row of the dataset."""
+    return _build(_TableColumns(table), source, first_row)
 
 
 class _Columns:
@@ -272,11 +278,14 @@ class _Problems:
 
     found: list[RowProblem] = field(default_factory=list)
     count: int = 0
+    first_row: int = 0  # rows of the dataset before the checked rows (a partition's offset)
 
     def rows(self, column: str, bad: BoolArray, message: Callable[[int], str]) -> None:
         where = np.flatnonzero(bad)
         self.count += len(where)
-        self.found += [RowProblem(int(i) + 1, column, message(int(i))) for i in where[:MAX_PROBLEMS_SHOWN]]
+        self.found += [
+            RowProblem(int(i) + 1 + self.first_row, column, message(int(i))) for i in where[:MAX_PROBLEMS_SHOWN]
+        ]
 
     def whole(self, column: str, message: str) -> None:
         self.count += 1
@@ -687,8 +696,8 @@ def _first_rows(codes: Int64Array) -> Int64Array:
     return np.flatnonzero(codes > highest_before).astype(np.int64)
 
 
-def _build(columns: _Columns, source: str) -> Dataset:
-    problems = _Problems()
+def _build(columns: _Columns, source: str, first_row: int = 0) -> Dataset:
+    problems = _Problems(first_row=first_row)
     names = columns.names
     for name in COLUMNS:
         if name not in names:
@@ -794,7 +803,9 @@ def _check_unique_claims(claim_id: Arrow, problems: _Problems) -> None:
     codes, _, first_rows = _Runs.of(claim_id).codes()
     repeated = (first_rows[codes] != np.arange(n)) & _mask(pc.is_valid(claim_id))
     problems.rows(
-        "claim_id", repeated, lambda i: f"{_text(claim_id, i)} already appears on row {first_rows[codes[i]] + 1}"
+        "claim_id",
+        repeated,
+        lambda i: f"{_text(claim_id, i)} already appears on row {first_rows[codes[i]] + 1 + problems.first_row}",
     )
 
 
@@ -815,7 +826,8 @@ def _check_household_income(
         known & income_ok & income_ok[first] & (income != income[first]),
         lambda i: (
             f"{format_yuan(int(income[i]))} differs from {format_yuan(int(income[first[i]]))} on row "
-            f"{first[i] + 1} of household {_text(household_id, i)}; a household has one annual income"
+            f"{first[i] + 1 + problems.first_row} of household {_text(household_id, i)}; "
+            "a household has one annual income"
         ),
     )
 
@@ -903,32 +915,84 @@ def write_claims(data: Dataset | pd.DataFrame, path: Path | str, part_rows: int 
     suffix, as a folder of Parquet parts of at most `part_rows` rows (default 1,000,000), each part cut
     where the household changes, so that a dataset stored in household order keeps a household together.
     Parquet is written in the canonical form of docs/claims-dataset.md; CSV as text, amounts like 1234.56."""
-    path = Path(path)
-    frame = data.frame if isinstance(data, Dataset) else data
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        pa_csv.write_csv(_text_table(frame), path)
-        return
-    table = _canonical_table(frame)
-    if suffix == ".parquet":
-        pq.write_table(table, path, **_PARQUET_OPTIONS)
-        return
-    if suffix:
-        raise ValueError(f"{path}: write .parquet, .csv, or a folder (a path without a suffix)")
-    path.mkdir(parents=True, exist_ok=True)
-    limit = part_rows or 1_000_000
-    household, _ = pd.factorize(frame["household_id"])
-    changes = np.flatnonzero(household[1:] != household[:-1]) + 1  # rows where a new household starts
-    start, part = 0, 0
-    while start < len(frame):
-        stop = start + limit
-        if stop < len(frame):
-            cut = changes[np.searchsorted(changes, stop, side="right") - 1] if len(changes) else 0
-            stop = int(cut) if cut > start else stop  # a household longer than a part is cut where it must be
-        stop = min(stop, len(frame))
-        pq.write_table(table.slice(start, stop - start), path / f"part-{part:05d}.parquet", **_PARQUET_OPTIONS)
-        start, part = stop, part + 1
+    with ClaimsWriter(path, part_rows) as writer:
+        writer.write(data)
 
+
+class ClaimsWriter:
+    """Claims written chunk by chunk, so that a dataset larger than memory can be made a piece at a time:
+    to one .parquet file (each chunk appended as row groups), one .csv file, or a folder of Parquet parts
+    (`part-NNNNN.parquet`, at most `part_rows` rows each, cut where the household changes; a chunk never
+    shares a part with the next, so a household written whole in one chunk stays in one part). Existing
+    parts of that name in the folder are removed first: a folder holds one dataset."""
+
+    def __init__(self, path: Path | str, part_rows: int | None = None):
+        self.path = Path(path)
+        self.part_rows = part_rows or 1_000_000
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in ("", ".parquet", ".csv"):
+            raise ValueError(f"{self.path}: write .parquet, .csv, or a folder (a path without a suffix)")
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv: pa_csv.CSVWriter | None = None
+        self.parts = 0
+        self.rows = 0
+        if not self.suffix:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for old in self.path.glob("part-*.parquet"):
+                old.unlink()
+
+    def __enter__(self) -> ClaimsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, data: Dataset | pd.DataFrame) -> None:
+        frame = data.frame if isinstance(data, Dataset) else data
+        self.rows += len(frame)
+        if self.suffix == ".csv":
+            table = _text_table(frame)
+            if self._csv is None:
+                self._csv = pa_csv.CSVWriter(self.path, table.schema)
+            self._csv.write_table(table)
+            return
+        table = _canonical_table(frame)
+        if self.suffix == ".parquet":
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema, **_PARQUET_OPTIONS)
+            self._parquet.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            return
+        household, _ = pd.factorize(frame["household_id"])
+        changes = np.flatnonzero(household[1:] != household[:-1]) + 1  # rows where a new household starts
+        start = 0
+        while start < len(frame) or (start == 0 and self.parts == 0):
+            stop = start + self.part_rows
+            if stop < len(frame):
+                cut = changes[np.searchsorted(changes, stop, side="right") - 1] if len(changes) else 0
+                stop = int(cut) if cut > start else stop  # a household longer than a part is cut where it must be
+            stop = min(stop, len(frame))
+            pq.write_table(
+                table.slice(start, stop - start),
+                self.path / f"part-{self.parts:05d}.parquet",
+                row_group_size=ROW_GROUP_ROWS,
+                **_PARQUET_OPTIONS,
+            )
+            start, self.parts = stop, self.parts + 1
+            if stop == 0:
+                break  # an empty dataset is one empty part, so that its columns are still written
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if self._csv is not None:
+            self._csv.close()
+            self._csv = None
+
+
+ROW_GROUP_ROWS: Final = 65_536
+"""Rows per Parquet row group as Doudi writes them: a partition of a large dataset reads only the row
+groups it spans, so small groups waste little decoding at a partition's edges."""
 
 # Decimals of up to 18 digits stored as Parquet INT64 (still decimal128(16, 2) when read): about three
 # times faster to read than the default fixed-length bytes.

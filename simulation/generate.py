@@ -19,7 +19,7 @@ everywhere else in Doudi.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
@@ -624,10 +624,47 @@ def generate(people: int, seed: int, profile: Profile = JILIN_2014) -> Dataset:
     Dataset in (area, household, person, settlement time) order. The same arguments give the same claims."""
     if people < 1:
         raise ValueError("people must be at least 1")
+    dataset, _ = _generate(people, np.random.default_rng(seed), profile, _Numbering())
+    return dataset
+
+
+CHUNK_PEOPLE: Final = 500_000
+"""Persons drawn at a time by `generate_chunks`: about 0.9 million claims and 0.8 GB while drawing."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Numbering:
+    """Where a chunk's ids start: persons, households, claims and approvals drawn before it."""
+
+    person: int = 0
+    household: int = 0
+    claim: int = 0
+    approval: int = 0
+
+
+def generate_chunks(
+    people: int, seed: int, profile: Profile = JILIN_2014, chunk_people: int = CHUNK_PEOPLE
+) -> Iterator[Dataset]:
+    """The province-year of `people` persons drawn `chunk_people` at a time, for populations larger than
+    memory. Each chunk is a population of its own (its households, their claims), numbered on from the
+    chunks before it, in (area, household, person, settlement time) order within the chunk; a household
+    is never split between chunks. Chunk k draws from the random stream (seed, k), the first from `seed`
+    itself, so a population of at most `chunk_people` is exactly `generate(people, seed, profile)`."""
+    if people < 1 or chunk_people < 1:
+        raise ValueError("people and chunk_people must be at least 1")
+    numbering = _Numbering()
+    for number, start in enumerate(range(0, people, chunk_people)):
+        rng = np.random.default_rng(seed if number == 0 else [seed, number])
+        dataset, numbering = _generate(min(chunk_people, people - start), rng, profile, numbering)
+        yield dataset
+
+
+def _generate(
+    people: int, rng: np.random.Generator, profile: Profile, numbering: _Numbering
+) -> tuple[Dataset, _Numbering]:
     most_outside = 2 * max(d.fully_self_paid for d in profile.diseases) + profile.over_limit[1]
     if most_outside + 2 * max(profile.pre_self_paid.values()) >= 1:
         raise ValueError(f"{profile.name}: the out-of-scope shares could exceed the total")
-    rng = np.random.default_rng(seed)
     population = _draw_people(profile, people, rng)
     drawn = _draw_claims(profile, population, rng)
     n = len(drawn.person)
@@ -718,7 +755,7 @@ def generate(people: int, seed: int, profile: Profile = JILIN_2014) -> Dataset:
         + (drawn.level + 1) * 1_000
         + drawn.hospital_number
     )
-    approval_numbers = np.cumsum(ordered(approved)) - 1
+    approval_numbers = np.cumsum(ordered(approved)) - 1 + numbering.approval
     approval_text = pc.binary_join_element_wise(
         pa.scalar(f"MZ-{profile.year}-"),
         pc.utf8_lpad(pc.cast(pa.array(approval_numbers), pa.string()), 6, "0"),
@@ -727,9 +764,9 @@ def generate(people: int, seed: int, profile: Profile = JILIN_2014) -> Dataset:
     approval = pc.if_else(pa.array(ordered(approved)), approval_text, pa.scalar(None, pa.string()))
     frame = pd.DataFrame(
         {
-            "claim_id": _sorted_ids(f"C{profile.year}", np.arange(n, dtype=np.int64), 10),
-            "person_id": _sorted_ids("P", o_person, 9),
-            "household_id": _sorted_ids("H", o_household, 9),
+            "claim_id": _sorted_ids(f"C{profile.year}", np.arange(n, dtype=np.int64) + numbering.claim, 10),
+            "person_id": _sorted_ids("P", o_person + numbering.person, 9),
+            "household_id": _sorted_ids("H", o_household + numbering.household, 9),
             "insurance_scheme": categorical(population.scheme[o_person], SCHEMES),
             "category": categorical(ordered(category), CATEGORIES),
             "hospital_id": _text_ids("H", hospital, 10),
@@ -752,7 +789,13 @@ def generate(people: int, seed: int, profile: Profile = JILIN_2014) -> Dataset:
         columns=list(COLUMNS),
         copy=False,
     )
-    return Dataset(frame, dx_codes, offsets, dx_code.astype(np.int64))
+    following = _Numbering(
+        person=numbering.person + people,
+        household=numbering.household + population.household_count,
+        claim=numbering.claim + n,
+        approval=numbering.approval + int(approved.sum()),
+    )
+    return Dataset(frame, dx_codes, offsets, dx_code.astype(np.int64)), following
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,18 @@ GROUP_HEADERS = {"group": "组 group", "claims": "结算数 claims", "baseline":
 GROUP_HEADERS |= {"difference": "差额 difference"}
 
 
-def write(folder: Path, comparison: Comparison, summary: dict[str, Any]) -> list[Path]:
+def write(
+    folder: Path, comparison: Comparison, summary: dict[str, Any], person_ids: Callable[[str], str] = str
+) -> list[Path]:
+    """The three files; `person_ids` turns each person number the report names (the movers) into what it
+    shows (the command passes doudi.masking.identifier: a policy report needs no one's full number)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     path = folder / "summary.json"
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     written.append(path)
     path = folder / "report.xlsx"
-    path.write_bytes(workbook(comparison, summary))
+    path.write_bytes(workbook(comparison, summary, person_ids))
     written.append(path)
     path = folder / "report.html"
     path.write_text(page(comparison, summary), encoding="utf-8")
@@ -42,7 +46,7 @@ def write(folder: Path, comparison: Comparison, summary: dict[str, Any]) -> list
     return written
 
 
-def workbook(comparison: Comparison, summary: dict[str, Any]) -> bytes:
+def workbook(comparison: Comparison, summary: dict[str, Any], person_ids: Callable[[str], str] = str) -> bytes:
     title = f"政策模拟 policy simulation: {summary.get('baseline_label', '')} → {summary.get('reform_label', '')}"
     money = ("baseline", "reform", "difference", "per_recipient_baseline", "per_recipient_reform")
     sheets = [Sheet("基金 funds", comparison.funds, FUND_HEADERS, money, (), (title,))]
@@ -58,7 +62,10 @@ def workbook(comparison: Comparison, summary: dict[str, Any]) -> bytes:
     )
     movers = {"side": "", "person_id": "人员 person", "category": "救助身份", "baseline": "基线负担"}
     movers |= {"reform": "改革负担", "change": "变化 change"}
-    sheets.append(Sheet("变化最大 movers", comparison.movers, movers, ("baseline", "reform", "change")))
+    shown = comparison.movers
+    if "person_id" in shown.columns and person_ids is not str:
+        shown = shown.assign(person_id=shown["person_id"].astype(str).map(person_ids))
+    sheets.append(Sheet("变化最大 movers", shown, movers, ("baseline", "reform", "change")))
     caps = {"fund": "基金 fund", "baseline": "封顶结算数（基线）", "reform": "封顶结算数（改革）"}
     sheets.append(Sheet("封顶 caps", comparison.caps, caps))
     return xlsx_bytes(sheets, dt.datetime(2000, 1, 1))

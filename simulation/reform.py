@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,23 +129,36 @@ def _step(node: Any, part: str, where: str) -> Any:
     raise KeyError(f"{where}: {part!r} is below a value, not a mapping or a list")
 
 
-def _set(document: dict[str, Any], override: Override) -> None:
+def _set(document: dict[str, Any], override: Override) -> str:
+    """Apply the override; the place it changed as the library's problems name it (`tiers[0].ratio`)."""
     *parents, last = override.path
     node: Any = document
+    where = ""
     for i, part in enumerate(parents):
-        node = _step(node, part, ".".join(override.path[: i + 1]))
+        child = _step(node, part, ".".join(override.path[: i + 1]))
+        where += _segment(node, child, part, where)
+        node = child
     if isinstance(node, dict):
         node[last] = override.value  # a new key is allowed: the schema check names an unknown one
-    elif isinstance(node, list):
+        return where + _segment(node, override.value, last, where)
+    if isinstance(node, list):
         target = _step(node, last, override.text)
-        node[node.index(target)] = override.value
-    else:
-        raise KeyError(f"{override.text}: the parent is a value, not a mapping or a list")
+        index = next(i for i, item in enumerate(node) if item is target)
+        node[index] = override.value
+        return f"{where}[{index}]"
+    raise KeyError(f"{override.text}: the parent is a value, not a mapping or a list")
+
+
+def _segment(node: Any, child: Any, part: str, where: str) -> str:
+    if isinstance(node, list):
+        return f"[{next(i for i, item in enumerate(node) if item is child)}]"
+    return f".{part}" if where else part
 
 
 def apply_overrides(library: Library, overrides: Iterable[Override]) -> Library:
     """The library with every override applied to its policy, each policy then checked in full."""
     edited: dict[str, dict[str, Any]] = {}
+    changed: list[tuple[str, str, Override]] = []  # (document, place as problems name it, override)
     problems: list[Problem] = []
     for override in overrides:
         if override.policy not in library.policies:
@@ -153,12 +166,24 @@ def apply_overrides(library: Library, overrides: Iterable[Override]) -> Library:
             continue
         document = edited.setdefault(override.policy, copy.deepcopy(_document(library, override.policy)))
         try:
-            _set(document, override)
+            changed.append((f"reform:{override.policy}", _set(document, override), override))
         except KeyError as err:
             problems.append(Problem(override.source, override.text, str(err.args[0])))
     if problems:
         raise ReformError(problems)
-    return _reload(library, {f"reform:{key}": document for key, document in edited.items()})
+    try:
+        return _reload(library, {f"reform:{key}": document for key, document in edited.items()})
+    except ReformError as err:
+        raise ReformError([_blame(p, changed) for p in err.problems]) from None
+
+
+def _blame(problem: Problem, changed: list[tuple[str, str, Override]]) -> Problem:
+    """A problem of an edited policy, said to come from the override (or sheet row) that changed that place."""
+    for file, where, override in reversed(changed):  # the last change to a place is the one that stands
+        inside = problem.path == where or problem.path.startswith((f"{where}.", f"{where}["))
+        if problem.file == file and where and (inside or where.startswith((f"{problem.path}.", f"{problem.path}["))):
+            return Problem(f"{override.source} ({override.text})", problem.path, problem.reason)
+    return problem
 
 
 def with_policy(library: Library, path: Path) -> Library:
@@ -180,3 +205,85 @@ def _reload_texts(library: Library, texts: list[tuple[str, str]]) -> Library:
     if problems:
         raise ReformError(problems)
     return reloaded
+
+
+def assignment(values: Sequence[str], option: str) -> dict[str, str]:
+    """`POLICY` (every area) or `AREA=POLICY` pairs -> {area or "*": policy}; POLICY may be id@version."""
+    found: dict[str, str] = {}
+    problems = []
+    for value in values:
+        area, sep, policy = value.partition("=")
+        if not sep:
+            area, policy = "*", value
+        if not policy.strip() or (sep and not (area.isdigit() and len(area) == 6)):
+            problems.append(
+                Problem(option, value, "write POLICY, POLICY@VERSION, or AREA=POLICY with a six-digit area")
+            )
+            continue
+        found[area] = policy.strip()
+    if problems:
+        raise ReformError(problems)
+    return found
+
+
+@dataclass(frozen=True)
+class Reform:
+    """A reform ready to run: its library (the baseline's with every change applied) and which policy
+    settles each area, with a label saying what it is."""
+
+    library: Library
+    policies: dict[str, str]
+    label: str
+
+
+def build_reform(
+    library: Library,
+    baseline: dict[str, str],
+    policies: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    sheet: tuple[str, bytes] | None = None,
+    override_name: Callable[[int], str] = lambda i: f"--set {i}",
+) -> Reform:
+    """The reform of `baseline` made of, in this order: `policies` (POLICY, POLICY@VERSION, AREA=POLICY, or
+    a .yaml file), `overrides` (POLICY@VERSION:PATH=VALUE; problems name the i-th as `override_name(i)`)
+    and a parameter sheet (its name and bytes).
+    Everything is checked before anything is refused, and every problem is named in one ReformError."""
+    problems: list[Problem] = []
+    reform_library, mapping = library, dict(baseline)
+    for value in policies:
+        try:
+            if value.endswith((".yaml", ".yml")):
+                reform_library = with_policy(reform_library, Path(value))
+                key = next(k for k, src in reform_library.sources.items() if src == value)
+                mapping = {"*": reform_library.policies[key].id}
+            elif "=" in value:
+                mapping = {**mapping, **assignment([value], "reform")}
+            else:
+                mapping = {"*": value.strip()}
+        except ReformError as err:
+            problems.extend(err.problems)
+    steps: list[Override] = []
+    for i, text in enumerate(overrides, start=1):
+        try:
+            steps.append(parse_override(text, override_name(i)))
+        except ReformError as err:
+            problems.extend(err.problems)
+    if sheet is not None:
+        try:
+            steps += sheet_overrides(sheet[1], sheet[0])
+        except ReformError as err:
+            problems.extend(err.problems)
+    try:
+        reform_library = apply_overrides(reform_library, steps)
+    except ReformError as err:
+        problems.extend(err.problems)
+    for area, policy in sorted(mapping.items()):
+        known = policy in reform_library.policies if "@" in policy else bool(reform_library.versions(policy))
+        if not known:
+            where = "every insured area" if area == "*" else f"insured area {area}"
+            problems.append(Problem("reform", policy, f"no valid policy {policy!r} in the library for {where}"))
+    if problems:
+        raise ReformError(problems)
+    label = ", ".join(f"{a}={p}" for a, p in sorted(mapping.items()))
+    label += "".join(f"; {o}" for o in overrides) + (f"; sheet {sheet[0]}" if sheet else "")
+    return Reform(reform_library, mapping, label)

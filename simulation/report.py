@@ -3,18 +3,21 @@ and disease bucket; the family's burden and catastrophic health expenditure; who
 caps reached. Money stays in integer fen until it is written.
 
 Catastrophic health expenditure (灾难性卫生支出): a household whose burden over the year reaches a share of
-its annual income (40 % by default, the WHO's threshold on capacity to pay, applied here to income).
+its annual income (40 % by default, the WHO's threshold on capacity to pay, applied here to income),
+compared exactly: burden × denominator ≥ income × numerator of the share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from simulation.run import Settled
+from simulation.tally import DIMENSIONS, MOVERS, Tally, tally
 
 FUND_NAMES = {
     "basic_insurance": "基本医疗保险 basic insurance",
@@ -47,109 +50,71 @@ class Comparison:
     claims: int
     people: int
     households: int
-    threshold: float
+    threshold: Decimal
 
 
-def compare(
-    frame: pd.DataFrame, baseline: Settled, reform: Settled, threshold: float = 0.4, movers: int = 20
-) -> Comparison:
-    """`frame`: the dataset's rows (person_id, household_id, category, hospital_level, region, total,
-    household_income in fen), aligned with both settlements."""
-    funds = list(dict.fromkeys([*baseline.funds, *reform.funds]))
-    base = pd.DataFrame({f: baseline.column(f) for f in funds})
-    new = pd.DataFrame({f: reform.column(f) for f in funds})
-    person = frame["person_id"].to_numpy()
-
+def comparison(found: Tally, threshold: Decimal = Decimal("0.4")) -> Comparison:
+    """The report's tables from a simulation's running totals."""
+    funds = found.ordered_funds()
     rows = []
     for fund in [*funds, "total"]:
-        b = base.sum(axis=1) if fund == "total" else base[fund]
-        r = new.sum(axis=1) if fund == "total" else new[fund]
-        b_people = pd.Series(person[b.to_numpy() > 0]).nunique()
-        r_people = pd.Series(person[r.to_numpy() > 0]).nunique()
+        spent_b, spent_r, people_b, people_r, _, _ = found.funds.get(fund, [0] * 6)
         rows.append(
             {
                 "fund": fund,
                 "name": FUND_NAMES.get(fund, fund if fund != "total" else "合计 total"),
-                "baseline": int(b.sum()),
-                "reform": int(r.sum()),
-                "difference": int(r.sum() - b.sum()),
-                "recipients_baseline": int(b_people),
-                "recipients_reform": int(r_people),
-                "per_recipient_baseline": int(b.sum() // b_people) if b_people else 0,
-                "per_recipient_reform": int(r.sum() // r_people) if r_people else 0,
+                "baseline": spent_b,
+                "reform": spent_r,
+                "difference": spent_r - spent_b,
+                "recipients_baseline": people_b,
+                "recipients_reform": people_r,
+                "per_recipient_baseline": spent_b // people_b if people_b else 0,
+                "per_recipient_reform": spent_r // people_r if people_r else 0,
             }
         )
     fund_table = pd.DataFrame(rows)
 
     by_group: dict[str, pd.DataFrame] = {}
-    for dimension in ("category", "hospital_level", "region", "disease"):
-        key = _disease_bucket(baseline, reform) if dimension == "disease" else frame[dimension].astype(str).to_numpy()
-        grouped = pd.DataFrame(
-            {"group": key, "baseline": baseline.fund_paid, "reform": reform.fund_paid, "claims": 1}
-        ).groupby("group", sort=True)
-        table = grouped[["baseline", "reform", "claims"]].sum().reset_index()
+    for dimension in DIMENSIONS:
+        groups = found.groups.get(dimension, {})
+        table = pd.DataFrame(
+            [{"group": g, "baseline": f[0], "reform": f[1], "claims": f[2]} for g, f in sorted(groups.items())],
+            columns=["group", "baseline", "reform", "claims"],
+        )
         table["difference"] = table["reform"] - table["baseline"]
-        by_group[dimension] = table
+        by_group[dimension] = table.astype({"baseline": "int64", "reform": "int64", "claims": "int64"})
 
-    total = frame["total"].to_numpy(np.int64)
-    burden_base = total - baseline.fund_paid
-    burden_reform = total - reform.fund_paid
     burden = pd.DataFrame(
         {
             "percentile": PERCENTILES,
-            "baseline": np.percentile(burden_base, PERCENTILES, method="lower").astype(np.int64) if len(total) else 0,
-            "reform": np.percentile(burden_reform, PERCENTILES, method="lower").astype(np.int64) if len(total) else 0,
+            "baseline": found.burden[0].percentiles(PERCENTILES),
+            "reform": found.burden[1].percentiles(PERCENTILES),
         }
     )
-
-    households = (
-        pd.DataFrame(
-            {
-                "household_id": frame["household_id"].to_numpy(),
-                "income": frame["household_income"].to_numpy(np.int64),
-                "baseline": burden_base,
-                "reform": burden_reform,
-            }
-        )
-        .groupby("household_id")
-        .agg(income=("income", "first"), baseline=("baseline", "sum"), reform=("reform", "sum"))
-    )
-    limit = households["income"] * threshold
-    over_base = int((households["baseline"] >= limit).sum())
-    over_reform = int((households["reform"] >= limit).sum())
-    count = len(households)
+    over_base, over_reform = found.catastrophic
+    count = found.households
     catastrophic = {
-        "threshold_share_of_income": threshold,
+        "threshold_share_of_income": str(threshold),
         "households": count,
         "baseline": over_base,
         "reform": over_reform,
         "share_baseline": over_base / count if count else 0.0,
         "share_reform": over_reform / count if count else 0.0,
     }
-
-    people = (
-        pd.DataFrame(
-            {
-                "person_id": person,
-                "category": frame["category"].to_numpy(),
-                "baseline": burden_base,
-                "reform": burden_reform,
-            }
-        )
-        .groupby("person_id")
-        .agg(category=("category", "first"), baseline=("baseline", "sum"), reform=("reform", "sum"))
+    columns = ["side", "person_id", "category", "baseline", "reform", "change"]
+    movers = pd.DataFrame(
+        [
+            {"side": side, "person_id": p, "category": c, "baseline": b, "reform": r, "change": change}
+            for side, listed in (("gains", found.gains), ("loses", found.losses))
+            for change, p, c, b, r in listed
+        ],
+        columns=columns,
     )
-    people["change"] = people["reform"] - people["baseline"]
-    changed = people[people["change"] != 0]
-    winners = changed.nsmallest(movers, "change")
-    losers = changed.nlargest(movers, "change")
-    mover_table = pd.concat([winners.assign(side="gains"), losers.assign(side="loses")]).reset_index()
-
     caps = pd.DataFrame(
         {
             "fund": funds,
-            "baseline": [int(_capped(baseline, f).sum()) for f in funds],
-            "reform": [int(_capped(reform, f).sum()) for f in funds],
+            "baseline": [found.funds[f][4] for f in funds],
+            "reform": [found.funds[f][5] for f in funds],
         }
     )
     return Comparison(
@@ -157,30 +122,25 @@ def compare(
         by_group=by_group,
         burden=burden,
         catastrophic=catastrophic,
-        movers=mover_table,
+        movers=movers,
         caps=caps,
-        claims=len(frame),
-        people=int(pd.Series(person).nunique()),
+        claims=found.claims,
+        people=found.people,
         households=count,
         threshold=threshold,
     )
 
 
-def _capped(settled: Settled, fund: str) -> np.ndarray:
-    if fund not in settled.funds:
-        return np.zeros(settled.paid.shape[0], bool)
-    column: np.ndarray = settled.capped[:, settled.funds.index(fund)]
-    return column
-
-
-def _disease_bucket(baseline: Settled, reform: Settled) -> np.ndarray:
-    """Which assistance bucket paid a claim (reform first, else baseline); 'none' when neither did."""
-    label = np.full(baseline.paid.shape[0], "none", dtype=object)
-    for settled in (baseline, reform):
-        for fund in settled.funds:
-            if fund.startswith("medical_assistance/"):
-                label[settled.column(fund) > 0] = fund.split("/", 1)[1]
-    return label
+def compare(
+    frame: pd.DataFrame,
+    baseline: Settled,
+    reform: Settled,
+    threshold: Decimal = Decimal("0.4"),
+    movers: int = MOVERS,
+) -> Comparison:
+    """The comparison of claims settled in one piece. `frame`: the dataset's rows (person_id, household_id,
+    category, hospital_level, region, total, household_income in fen), aligned with both settlements."""
+    return comparison(tally(frame, baseline, reform, threshold, movers), threshold)
 
 
 def summary(comparison: Comparison, meta: dict[str, Any]) -> dict[str, Any]:

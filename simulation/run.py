@@ -11,6 +11,7 @@ family's burden and which funds hit a cap.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,9 +40,24 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Scenario:
+    """Which policy settles each insured area's claims. A policy id follows the versions in force on each
+    claim's discharge date, as the desks did; `id@version` applies that one version to every claim,
+    whatever its date ("had the 2013 rules stayed in force")."""
+
     name: str
     library: Library
-    policies: Mapping[str, str]  # insured area -> policy id; "*" for every area not named
+    policies: Mapping[str, str]  # insured area -> policy id or id@version; "*" for every area not named
+
+    def problems(self) -> list[str]:
+        """What would stop this scenario settling any claim: a policy the library does not hold."""
+        found = []
+        for area, policy in sorted(self.policies.items()):
+            where = "every insured area" if area == "*" else f"insured area {area}"
+            known = policy in self.library.policies if "@" in policy else bool(self.library.versions(policy))
+            if not known:
+                have = sorted({p.id for p in self.library.policies.values()})
+                found.append(f"{self.name}: no policy {policy!r} for {where} (there is: {', '.join(have)})")
+        return found
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,13 @@ class Settled:
         if fund not in self.funds:
             return np.zeros(self.paid.shape[0], np.int64)
         result: Int64Array = self.paid[:, self.funds.index(fund)]
+        return result
+
+    def capped_in(self, fund: str) -> npt.NDArray[np.bool_]:
+        """Claims on which the fund paid less than it would have without a cap."""
+        if fund not in self.funds:
+            return np.zeros(self.paid.shape[0], np.bool_)
+        result: npt.NDArray[np.bool_] = self.capped[:, self.funds.index(fund)]
         return result
 
 
@@ -90,10 +113,15 @@ def subset(batch: ClaimBatch, rows: Int64Array) -> ClaimBatch:
 
 
 def settle_scenario(
-    scenario: Scenario, regions: npt.NDArray[np.object_], batch: ClaimBatch, progress: Progress | None = None
+    scenario: Scenario,
+    regions: npt.NDArray[np.object_] | pd.Series,
+    batch: ClaimBatch,
+    progress: Progress | None = None,
 ) -> Settled:
     """Settle every claim under `scenario`; `regions[i]` is claim i's insured area."""
-    region_codes, region_values = pd.factorize(pd.Series(regions, dtype=object))
+    region_codes, region_values = pd.factorize(
+        regions if isinstance(regions, pd.Series) else pd.Series(regions, dtype=object)
+    )
     policy_of_region = []
     for region in region_values:
         policy_id = scenario.policies.get(str(region), scenario.policies.get("*"))
@@ -109,11 +137,13 @@ def settle_scenario(
         if progress:
             progress(f"{scenario.name}: {len(rows):,} claims under {policy_id}")
         state: Snapshot = {}
-        for version_rows, plan, key in _by_version(scenario.library, policy_id, batch.discharged_on[rows], rows):
-            result = settle(plan, subset(batch, version_rows), state, trace=True)
+        versions = _by_version(scenario.library, policy_id, batch.discharged_on[rows], rows)
+        for number, (version_rows, plan, key) in enumerate(versions, start=1):
+            whole = len(version_rows) == n  # every claim, in order: no copy needed
+            result = settle(plan, batch if whole else subset(batch, version_rows), state, trace=True)
             parts.append((version_rows, plan, result))
             chosen[version_rows] = key
-            if len(scenario.library.versions(policy_id)) > 1:
+            if number < len(versions):  # carried into the next version's claims
                 state = merged(state, result.accumulators)
     return _collect(n, parts, chosen)
 
@@ -121,6 +151,14 @@ def settle_scenario(
 def _by_version(
     library: Library, policy_id: str, days: npt.NDArray[np.datetime64], rows: Int64Array
 ) -> list[tuple[Int64Array, Plan, str]]:
+    if "@" in policy_id:
+        if policy_id not in library.policies:
+            raise ScenarioError(f"no policy {policy_id!r} in the library")
+        plan = plan_for(library.policies[policy_id], library)
+        # One version for every claim: the engine checks a claim's date against the plan's, so the plan
+        # says it is in force throughout. Every rule is the version's own.
+        always = dataclasses.replace(plan, valid_from=dt.date.min, valid_until=None)
+        return [(rows, always, policy_id)]
     versions = library.versions(policy_id)
     if not versions:
         raise ScenarioError(f"no policy {policy_id!r} in the library")
