@@ -17,9 +17,10 @@ from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from doudi import masking
 from doudi.accounts import Principal, audit
 from ledger.models import LedgerEntry, MonthClose, Reversal, Settlement, fen_sql
-from reconciliation.files import manifest, statement_files
+from reconciliation.files import Identifiers, manifest, statement_files
 from reconciliation.frames import Month
 from reconciliation.statement import Statement, build_statement
 
@@ -124,6 +125,15 @@ def carried_into(session: Session, month: Month) -> dict[tuple[str, str], int]:
     return statement(session, previous).carried_out()
 
 
+def consistent(engine: Engine) -> Engine:
+    """`engine` for reading a month while the desks keep settling: on PostgreSQL every query of a transaction
+    then sees one snapshot (REPEATABLE READ), so that a settlement committed between the month's queries
+    cannot make its summary disagree with the ledger's totals; a SQLite read transaction is a snapshot already."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+    return engine
+
+
 def statement(session: Session, month: Month, hospital_id: str | None = None) -> Statement:
     settlements, entries, totals = read_month(session, month)
     return build_statement(month, settlements, entries, totals, carried_into(session, month), hospital_id)
@@ -160,15 +170,40 @@ def close_month(
     return manifest, True
 
 
-def write_files(statement: Statement, folder: Path) -> dict[str, Any]:
+IDENTIFIERS: dict[str, Identifiers] = {
+    # Person numbers masked in every file (the default).
+    "masked": Identifiers(masking.identifier, masking.identifier, "masked"),
+    # In full in the national detail files only, which must carry them (DOUDI_FULL_IDENTIFIERS=1).
+    "national": Identifiers(masking.identifier, str, "national"),
+    # In full everywhere: how months closed before masking existed were written.
+    "full": Identifiers(str, str, "full"),
+}
+
+
+def identifiers() -> Identifiers:
+    """What statement files written now carry (DOUDI_FULL_IDENTIFIERS)."""
+    return IDENTIFIERS["national" if masking.full_identifiers(os.environ) else "masked"]
+
+
+def file_identifiers(session: Session, month: Month) -> Identifiers:
+    """What `month`'s files carry: as recorded when it was closed, so that they come out byte for byte as
+    archived; for an open month, the current setting."""
+    known = closed(session, month)
+    if known is None:
+        return identifiers()
+    return IDENTIFIERS[json.loads(known.manifest).get("identifiers", "full")]
+
+
+def write_files(statement: Statement, folder: Path, chosen: Identifiers | None = None) -> dict[str, Any]:
     """Write the statement's files into `folder` (made if missing) with `manifest.json`; the manifest.
     Nothing is written unless every balancing check holds."""
-    files = statement_files(statement)  # raises Unbalanced before anything is written
+    chosen = chosen or identifiers()
+    files = statement_files(statement, chosen)  # raises Unbalanced before anything is written
     for name, data in files.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    found = manifest(statement, files)
+    found = {**manifest(statement, files), "identifiers": chosen.label}
     (folder / "manifest.json").write_text(json.dumps(found, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
     return found
 

@@ -249,7 +249,11 @@ class ApiToken(Base):
 
 
 class AuditEntry(Base):
-    """Who wrote what, when, with which token. Written in the same transaction as the write it records."""
+    """Who wrote what, when, with which token. Written in the same transaction as the write it records.
+
+    Entries form one chain (ledger/audit_chain.py): entry `seq` carries the hash of entry `seq - 1` and its
+    own hash over its content and that link, so that changing, deleting, inserting or reordering entries in
+    the database shows (`doudi audit verify`). The database refuses UPDATE and DELETE on this table."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -259,6 +263,19 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text)  # JSON
+    seq: Mapped[int] = mapped_column(Integer, unique=True)  # 1, 2, 3... in chain order
+    prev_sha256: Mapped[str] = mapped_column(String(64))
+    entry_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The chain's last entry, one row: a writer locks it to append (so the chain cannot fork), and it
+    tells a deleted last entry from a log that simply ends."""
+
+    __tablename__ = "audit_chain"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(Integer)  # 0 before the first entry
+    entry_sha256: Mapped[str] = mapped_column(String(64))
 
 
 class MonthClose(Base):

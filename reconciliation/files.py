@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
+
+import pandas as pd
 
 from reconciliation.frames import fund_name
 from reconciliation.national import detail_rows, zipped_detail
@@ -104,12 +108,32 @@ def detail_money_columns(funds: list[str]) -> list[str]:
     return [*amounts, "fund_paid", "patient_burden", "assistance_base", "quota_used", "quota_left"]
 
 
-def sheets(statement: Statement) -> list[Sheet]:
+@dataclass(frozen=True)
+class Identifiers:
+    """How each row's person number (psn_no) appears in a statement's files: `shown` in detail.csv and the
+    workbook, `national` in the national detail files. Doudi's use cases choose (doudi/reconcile.py, with
+    the rules of doudi/masking.py); `label` names the choice in the manifest, so that a closed month's
+    files can be written again byte for byte."""
+
+    shown: Callable[[str], str] = str
+    national: Callable[[str], str] = str
+    label: str = "full"
+
+
+def _replaced(values: pd.Series, how: Callable[[str], str]) -> pd.Series:
+    if how is str:
+        return values
+    distinct = pd.unique(values)
+    return values.map(dict(zip(distinct, map(how, distinct), strict=True)))
+
+
+def sheets(statement: Statement, identifiers: Identifiers = Identifiers()) -> list[Sheet]:
     """Summary, hospitals, detail and checks as sheets (money columns in fen)."""
     funds = statement.funds
     detail = statement.detail.assign(
         row_kind_name=statement.detail["row_kind"].map({"settlement": "结算", "reversal": "撤销"}),
         category_name=statement.detail["category"].map(lambda c: CATEGORY_NAMES.get(c, c)),
+        person_id=_replaced(statement.detail["person_id"], identifiers.shown),
     )
     detail_money = detail_money_columns(funds)
     summed = [c for c in detail_money if c not in ("quota_used", "quota_left")]
@@ -136,11 +160,11 @@ def sheets(statement: Statement) -> list[Sheet]:
     ]
 
 
-def statement_files(statement: Statement) -> dict[str, bytes]:
+def statement_files(statement: Statement, identifiers: Identifiers = Identifiers()) -> dict[str, bytes]:
     """Every file of the statement by its path in the month's folder. The statement must balance."""
     statement.require_balanced()
     created = dt.datetime(statement.month.year, statement.month.month, 1)
-    summary, hospitals, detail, checks = sheets(statement)
+    summary, hospitals, detail, checks = sheets(statement, identifiers)
     files = {
         "summary.csv": csv_bytes(summary),
         "hospitals.csv": csv_bytes(hospitals),
@@ -149,6 +173,7 @@ def statement_files(statement: Statement) -> dict[str, bytes]:
         "statement.xlsx": xlsx_bytes([summary, hospitals, _workbook_detail(detail), checks], created),
     }
     rows = detail_rows(statement)
+    rows["psn_no"] = _replaced(rows["psn_no"], identifiers.national)
     for hospital, part in rows.groupby(statement.detail["hospital_id"], sort=True):
         files[f"national/{hospital}.zip"] = zipped_detail(part, statement.month, f"{hospital}-{statement.month}.txt")
     return files

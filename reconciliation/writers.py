@@ -161,7 +161,8 @@ def xlsx_bytes(sheets: Sequence[Sheet], created: dt.datetime) -> bytes:
             worksheet.write_string(last, 0, "合计 Total", total_label)
             for j, column in enumerate(columns):
                 if column in sheet.totals:
-                    total = int(sheet.frame[column].sum())
+                    # An empty month's column has no dtype to sum in (its sum is ''): its total is 0.
+                    total = int(sheet.frame[column].sum()) if len(sheet.frame) else 0
                     if column in money:
                         worksheet.write_number(last, j, total / 100, total_money)
                     else:
