@@ -11,6 +11,8 @@ shown).
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine
@@ -126,3 +128,19 @@ def seed(engine: Engine, catalogue: Catalogue, files: Library, now: dt.datetime)
             tokens[name] = accounts.issue_token(session, name, now)
         accounts.audit(session, SYSTEM, "demo.seed", "demo region", {"users": sorted(tokens)}, now)
     return tokens
+
+
+def set_passwords(engine: Engine, now: dt.datetime) -> dict[str, str]:
+    """A fresh random password for each demo user, for the web pages' sign-in: {user: password}. New on
+    every start like the tokens, so a demo left running on a network is not open with a published one."""
+    passwords = {name: secrets.token_urlsafe(12) for name, _role, _hospital in USERS}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # scrypt lets go of the GIL; two cores halve the wait
+        hashes = dict(zip(passwords, pool.map(accounts.hash_password, passwords.values()), strict=True))
+    with Session(engine) as session, session.begin():
+        for name, password_hash in hashes.items():
+            user = session.get(User, name)
+            if user is None:
+                raise KeyError(f"demo user {name!r} is missing: seed the demo region first")
+            user.password_hash = password_hash
+        accounts.audit(session, SYSTEM, "demo.passwords", "demo region", {"users": sorted(hashes)}, now)
+    return passwords
