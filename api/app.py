@@ -22,12 +22,26 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from api import openapi, routes_accounts, routes_desk, routes_policies, routes_reconciliation, routes_registry
+import web
+from api import (
+    openapi,
+    routes_accounts,
+    routes_audit,
+    routes_desk,
+    routes_fhir,
+    routes_nhsa,
+    routes_policies,
+    routes_reconciliation,
+    routes_registry,
+    routes_simulations,
+)
 from api.auth import Forbidden, Unauthenticated
-from api.context import Context
-from doudi import services
+from api.context import BodyTooLarge, Context, body_limit
+from doudi import logs, masking, services
 from doudi.catalogue import Catalogue, PublishRefused
 from doudi.desk import Conflict, NotFound, reader, serialise_sqlite_writes
+from doudi.simulations import SimulationJobs
+from interop.dictionary import load_dictionary
 from ledger.migrations import upgrade
 from policies.library import Library
 from settlement.errors import ClaimError, FieldError
@@ -35,6 +49,7 @@ from settlement.errors import ClaimError, FieldError
 PROBLEM = "application/problem+json"
 DEFAULT_DATABASE_URL = "sqlite:///var/doudi.sqlite3"
 ARCHIVE_ENV, DEFAULT_ARCHIVE = "DOUDI_ARCHIVE_DIR", "var/reconciliation"
+SIMULATIONS_ENV, DEFAULT_SIMULATIONS = "DOUDI_SIMULATIONS_DIR", "var/simulations"
 
 
 def problem(
@@ -54,14 +69,28 @@ def database_url(url: str | None = None) -> str:
     return found
 
 
+def simulations_folder(url: str) -> Path:
+    """Where simulation jobs keep their datasets and reports: DOUDI_SIMULATIONS_DIR, else a folder
+    `simulations` next to a SQLite database file, else var/simulations."""
+    if os.environ.get(SIMULATIONS_ENV):
+        return Path(os.environ[SIMULATIONS_ENV])
+    if url.startswith("sqlite:///") and url.removeprefix("sqlite:///") not in ("", ":memory:"):
+        return Path(url.removeprefix("sqlite:///")).parent / "simulations"
+    return Path(DEFAULT_SIMULATIONS)
+
+
 def open_engine(url: str) -> Engine:
     """An engine for the service; on SQLite a write lock taken at the start of each writing transaction.
     Connections are not pinged before use: after a database restart the first request on a stale
     connection answers 503 (retry-safe), and SQLAlchemy then discards the whole pool."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20, pool_timeout=30)
+        engine = create_engine(
+            url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20, pool_timeout=30, hide_parameters=True
+        )
     else:
-        engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=False, pool_timeout=10)
+        engine = create_engine(
+            url, pool_size=20, max_overflow=20, pool_pre_ping=False, pool_timeout=10, hide_parameters=True
+        )
     serialise_sqlite_writes(engine)
     return engine
 
@@ -71,10 +100,14 @@ def create_app(
     lists: Library | None = None,
     clock: Callable[[], dt.datetime] = dt.datetime.now,
     archive: Path | None = None,
+    simulations: Path | None = None,
 ) -> FastAPI:
     """The service on the database at `url` (migrated to the newest schema first), settling with the
     policies published there over the disease lists of `lists` (default: the shipped library). Closed
-    months' files go under `archive` (default DOUDI_ARCHIVE_DIR, else var/reconciliation)."""
+    months' files go under `archive` (default DOUDI_ARCHIVE_DIR, else var/reconciliation); simulation jobs
+    under `simulations` (default: `simulations_folder`)."""
+    logs.install()  # people's identifiers and names masked in every log line (doudi/masking.py)
+    masking.full_identifiers(os.environ)  # a mistyped DOUDI_FULL_IDENTIFIERS stops the start, not a download
     found_url = database_url(url)
     upgrade(found_url)
     engine = open_engine(found_url)
@@ -89,20 +122,68 @@ def create_app(
         redoc_url=None,
     )
     archive_dir = archive or Path(os.environ.get(ARCHIVE_ENV, DEFAULT_ARCHIVE))
-    app.state.context = Context(engine, reader(engine), catalogue, clock, archive_dir)
-    for module in (routes_desk, routes_registry, routes_policies, routes_reconciliation, routes_accounts):
+    simulations_dir = simulations or simulations_folder(found_url)
+    jobs = SimulationJobs(simulations_dir, catalogue.library)
+    app.state.context = Context(engine, reader(engine), catalogue, clock, archive_dir, jobs)
+    # The national platform's codes as this province writes them (DOUDI_NHSA_DICTIONARY): a bad file stops here.
+    app.state.nhsa_dictionary = load_dictionary()
+    routes = (routes_desk, routes_registry, routes_policies, routes_reconciliation, routes_accounts, routes_audit)
+    for module in (*routes, routes_nhsa, routes_fhir, routes_simulations):
         app.include_router(module.router)
     openapi.install(app)
     _handle_errors(app)
+    web.install(app)  # the pages for desk, finance and policy staff, at / (after the API's error handlers)
+    app.add_middleware(LimitBody)
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: no token needed")
+    @app.get(
+        "/healthz", tags=["service"], summary="Liveness: no token needed", responses={200: openapi.ok(openapi.HEALTH)}
+    )
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
 
 
+class LimitBody:
+    """Refuses a request body over its route's limit (`api.context.body_limit`) with 413: at once when its
+    Content-Length says so, else as soon as the bytes received pass the limit, so that a chunked upload
+    cannot fill the server's memory before a route looks at it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(BodyTooLarge(limit))(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)  # answered 413 by the handler below, inside the app
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(err: BodyTooLarge) -> JSONResponse:
+    return problem(413, "Request body too large", str(err), [FieldError("body", f"is over {err.limit} bytes")])
+
+
 def _handle_errors(app: FastAPI) -> None:
+    @app.exception_handler(BodyTooLarge)
+    async def _large(_request: Request, err: BodyTooLarge) -> JSONResponse:
+        return _too_large(err)
+
     @app.exception_handler(ClaimError)
     async def _invalid(_request: Request, err: ClaimError) -> JSONResponse:
         return problem(422, "Invalid request", "the request has problems; nothing was recorded", list(err.errors))

@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.context import context, read_session
+from api.context import context, read_session, unsafe_text
 from doudi.accounts import Principal, Role, authenticate
+from settlement.errors import ClaimError, FieldError
 
 bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
 
@@ -44,6 +45,12 @@ def require(*roles: Role) -> Callable[..., Principal]:
             raise Unauthenticated("the token is unknown, expired or revoked")
         if principal.role not in roles:
             raise Forbidden(f"the {principal.role!r} role cannot do this; it needs {' or '.join(roles)}")
+        # Path and query values reach lookups and filters as given; a control character (NUL above all,
+        # which PostgreSQL refuses to read) or an invisible one is refused here, on its parameter's name.
+        parameters = [*request.path_params.items(), *request.query_params.multi_items()]
+        refused = [FieldError(name, reason) for name, value in parameters if (reason := unsafe_text(str(value)))]
+        if refused:
+            raise ClaimError(refused)
         return principal
 
     return caller

@@ -1,14 +1,11 @@
-"""Accounts (admins only): users, their tokens (shown once), revocation, and the audit log."""
+"""Accounts (admins only): users, their tokens (shown once), revocation. The audit log: routes_audit.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import openapi
@@ -17,16 +14,24 @@ from api.context import context, json_body, json_object
 from doudi import accounts, registry
 from doudi.accounts import Principal
 from doudi.desk import NotFound
-from ledger.models import AuditEntry, User
+from ledger.models import User
 from settlement.errors import ClaimError, FieldError
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 Admin = Annotated[Principal, Depends(require("admin"))]
 Body = Annotated[Any, Depends(json_body)]
+_USER_LINKS = {
+    "NewToken": openapi.link("/v1/users/{name}/tokens", "post", name="name"),
+    "Revoke": openapi.link("/v1/users/{name}/revoke", "post", name="name"),
+}
 
 
-@router.get("/users", summary="Users and their tokens (ids only)", responses=openapi.problems(401, 403, 503))
+@router.get(
+    "/users",
+    summary="Users and their tokens (ids only)",
+    responses={200: openapi.ok(openapi.USERS), **openapi.problems(401, 403, 503)},
+)
 def list_users(request: Request, _who: Admin) -> JSONResponse:
     with Session(context(request).reader) as session:
         return JSONResponse({"users": accounts.users_view(session)})
@@ -36,7 +41,10 @@ def list_users(request: Request, _who: Admin) -> JSONResponse:
     "/users",
     summary="Create a user; the answer holds their first token, shown this once",
     openapi_extra=openapi.json_body(accounts.UserIn, openapi.USER_EXAMPLE),
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={
+        201: openapi.ok(openapi.USER_CREATED, "Created", _USER_LINKS),
+        **openapi.problems(401, 403, 413, 422, 503),
+    },
     status_code=201,
 )
 def create_user(request: Request, who: Admin, body: Body) -> JSONResponse:
@@ -54,7 +62,7 @@ def create_user(request: Request, who: Admin, body: Body) -> JSONResponse:
 @router.post(
     "/users/{name}/tokens",
     summary="A new token for a user, shown this once",
-    responses=openapi.problems(401, 403, 404, 422, 503),
+    responses={201: openapi.ok(openapi.TOKEN_CREATED, "Issued"), **openapi.problems(401, 403, 404, 422, 503)},
     status_code=201,
 )
 def new_token(request: Request, name: str, who: Admin) -> JSONResponse:
@@ -82,7 +90,7 @@ def new_token(request: Request, name: str, who: Admin) -> JSONResponse:
             },
         }
     },
-    responses=openapi.problems(401, 403, 404, 422, 503),
+    responses={200: openapi.ok(openapi.REVOKED, "Revoked"), **openapi.problems(401, 403, 404, 413, 422, 503)},
 )
 def revoke(request: Request, name: str, who: Admin, body: Body) -> JSONResponse:
     token_id = json_object(body).get("token_id")
@@ -99,29 +107,3 @@ def revoke(request: Request, name: str, who: Admin, body: Body) -> JSONResponse:
         if count:  # nothing revoked, nothing to record
             accounts.audit(session, who, "token.revoke", name, {"token_id": token_id, "revoked": count}, now)
     return JSONResponse({"name": name, "revoked": count})
-
-
-@router.get("/audit", summary="The audit log, newest first", responses=openapi.problems(401, 403, 422, 503))
-def audit_log(
-    request: Request,
-    _who: Admin,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    since: dt.datetime | None = None,
-) -> JSONResponse:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if since is not None:
-        query = query.where(AuditEntry.at >= since)
-    with Session(context(request).reader) as session:
-        rows = [
-            {
-                "id": e.id,
-                "at": e.at.isoformat(),
-                "user": e.user_name,
-                "token_id": e.token_id,
-                "action": e.action,
-                "target": e.target,
-                "detail": json.loads(e.detail),
-            }
-            for e in session.scalars(query)
-        ]
-    return JSONResponse({"entries": rows})

@@ -38,6 +38,11 @@ _CLAIM_BODY = openapi.json_body(
     "when absent (category: the one held on the settlement date); hospital_id defaults to the desk's own.",
     optional=("household_id", "insurance_scheme", "category", "hospital_level", "hospital_id"),
 )
+_SETTLED_LINKS = {
+    "ReadSettlement": openapi.link("/v1/settlements/{setl_id}", "get", setl_id="setl_id"),
+    "ReverseSettlement": openapi.link("/v1/settlements/{setl_id}/reversal", "post", setl_id="setl_id"),
+    "YearSoFar": openapi.link("/v1/people/{person_id}/accumulators", "get", person_id="person_id"),
+}
 
 
 def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[Library, str, Claim]:
@@ -55,7 +60,10 @@ def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[L
     "/quotes",
     summary="Pre-settlement (预结算): the full split; nothing is recorded",
     openapi_extra=_CLAIM_BODY,
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={
+        200: openapi.ok(openapi.SETTLEMENT_RECORD, "The split, trace and national view; nothing recorded"),
+        **openapi.problems(401, 403, 413, 422, 503),
+    },
 )
 def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResponse:
     ctx = context(request)
@@ -70,9 +78,9 @@ def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResp
     "answers 200 with the same body and records nothing; the same key with other content answers 409.",
     openapi_extra=_CLAIM_BODY,
     responses={
-        200: {"description": "A repeat of a recorded settlement: the recorded body"},
-        201: {"description": "Recorded: the split, trace, references and the national view"},
-        **openapi.problems(401, 403, 409, 422, 503),
+        200: openapi.ok(openapi.SETTLED, "A repeat of a recorded settlement: the recorded body", _SETTLED_LINKS),
+        201: openapi.ok(openapi.SETTLED, "Recorded: the split, trace, references, national view", _SETTLED_LINKS),
+        **openapi.problems(401, 403, 409, 413, 422, 503),
     },
     status_code=201,
 )
@@ -88,7 +96,7 @@ def settle(request: Request, who: Desk, body: Body, session: Reading) -> Respons
 @router.get(
     "/settlements",
     summary="Settlements of a hospital and day (a desk sees its own hospital's only)",
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={200: openapi.ok(openapi.SETTLEMENT_LIST), **openapi.problems(401, 403, 422, 503)},
 )
 def list_settlements(
     request: Request,
@@ -132,7 +140,7 @@ def _summary(settlement: Settlement, reversal: Reversal | None) -> dict[str, Any
 @router.get(
     "/settlements/{setl_id}",
     summary="A settlement: split, trace with clause references, national setlinfo/setldetail, reversal",
-    responses=openapi.problems(401, 403, 404, 422, 503),
+    responses={200: openapi.ok(openapi.SETTLEMENT_READ), **openapi.problems(401, 403, 404, 422, 503)},
 )
 def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse:
     with Session(context(request).reader) as session:
@@ -165,7 +173,7 @@ def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse
             },
         }
     },
-    responses=openapi.problems(401, 403, 404, 409, 422, 503),
+    responses={201: openapi.ok(openapi.REVERSED, "Reversed"), **openapi.problems(401, 403, 404, 409, 413, 422, 503)},
     status_code=201,
 )
 def reverse(request: Request, setl_id: str, who: Desk, body: Body) -> JSONResponse:
@@ -182,7 +190,7 @@ def reverse(request: Request, setl_id: str, who: Desk, body: Body) -> JSONRespon
 @router.get(
     "/people/{person_id}/accumulators",
     summary="A person's (and household's) year-to-date figures per accumulator, like the national 5206",
-    responses=openapi.problems(401, 403, 404, 422, 503),
+    responses={200: openapi.ok(openapi.ACCUMULATORS), **openapi.problems(401, 403, 404, 422, 503)},
 )
 def accumulators(
     request: Request, person_id: str, who: Reader, year: Annotated[int, Query(ge=1990, le=2100)]

@@ -31,6 +31,7 @@ valid_from: 2015-01-01
 includes: [jl-resident-insurance@2012, jl-temporary-aid@2014, grants@2012]
 # ... tiers and references as in policies/library/jl-meihekou-2014.yaml
 """
+_SHOW = {"Show": openapi.link("/v1/policies/{policy}", "get", policy="policy")}
 _DOCUMENT_BODY = openapi.yaml_body("A policy document (YAML; see docs/policy-format.md).", _EXAMPLE)
 
 
@@ -38,7 +39,11 @@ def problem_rows(problems: list[Problem]) -> list[dict[str, str]]:
     return [{"field": p.path or "(document)", "message": f"{p.reason} ({p.file})"} for p in problems]
 
 
-@router.get("", summary="Published policy versions", responses=openapi.problems(401, 403, 503))
+@router.get(
+    "",
+    summary="Published policy versions",
+    responses={200: openapi.ok(openapi.POLICY_LIST), **openapi.problems(401, 403, 503)},
+)
 def list_policies(request: Request, _who: Anyone) -> JSONResponse:
     return JSONResponse({"policies": context(request).catalogue.listing()})
 
@@ -46,7 +51,7 @@ def list_policies(request: Request, _who: Anyone) -> JSONResponse:
 @router.get(
     "/{policy}",
     summary="A policy as it settles (every fund, included ones too, with references) and its document",
-    responses=openapi.problems(401, 403, 404, 422, 503),
+    responses={200: openapi.ok(openapi.POLICY), **openapi.problems(401, 403, 404, 422, 503)},
 )
 def show_policy(request: Request, policy: str, _who: Anyone) -> JSONResponse:
     catalogue = context(request).catalogue
@@ -62,7 +67,10 @@ def show_policy(request: Request, policy: str, _who: Anyone) -> JSONResponse:
     "/validate",
     summary="Check a draft against everything published; nothing is stored",
     openapi_extra=_DOCUMENT_BODY,
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={
+        200: openapi.ok(openapi.POLICY_CHECKED, "The verdict and every problem"),
+        **openapi.problems(401, 403, 413, 422, 503),
+    },
 )
 def validate_policy(request: Request, _who: Drafter, document: Document) -> JSONResponse:
     key, problems = context(request).catalogue.check(document)
@@ -74,9 +82,9 @@ def validate_policy(request: Request, _who: Drafter, document: Document) -> JSON
     summary="Publish a policy version (a version that settled claims is never replaced)",
     openapi_extra=_DOCUMENT_BODY,
     responses={
-        200: {"description": "The same document was published before; nothing changed"},
-        201: {"description": "Published"},
-        **openapi.problems(401, 403, 409, 422, 503),
+        200: openapi.ok(openapi.PUBLISHED, "The same document was published before; nothing changed", _SHOW),
+        201: openapi.ok(openapi.PUBLISHED, "Published", _SHOW),
+        **openapi.problems(401, 403, 409, 413, 422, 503),
     },
     status_code=201,
 )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api import openapi
 from api.auth import require
-from api.context import context
+from api.context import MAX_UPLOAD_BYTES, BodyTooLarge, context
 from doudi import reconcile
 from doudi.accounts import Principal
 from doudi.desk import Conflict, NotFound
@@ -26,7 +26,9 @@ from settlement.errors import ClaimError, FieldError
 router = APIRouter(prefix="/v1/reconciliation", tags=["reconciliation"])
 
 Finance = Annotated[Principal, Depends(require("finance", "admin"))]
-HospitalFilter = Annotated[str | None, Query(description="One hospital (default: all)")]
+# A hospital id as the register writes them (ASCII): it is also part of a download's file name, a header.
+_HOSPITAL_ID = {"pattern": r"^[0-9A-Za-z][0-9A-Za-z._:-]*$", "max_length": 64}
+HospitalFilter = Annotated[str | None, Query(description="One hospital (default: all)", **_HOSPITAL_ID)]
 
 CONTENT_TYPES = {
     ".csv": "text/csv; charset=utf-8",
@@ -57,14 +59,14 @@ def _money_rows(frame: Any, money: tuple[str, ...] | list[str]) -> list[dict[str
 
 
 def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple[Statement, bool]:
-    with Session(context(request).reader) as session:
+    with Session(reconcile.consistent(context(request).reader)) as session:
         return reconcile.statement(session, month, hospital_id), reconcile.closed(session, month) is not None
 
 
 @router.get(
     "/months",
     summary="Months with settlements or reversals, and whether each is closed",
-    responses=openapi.problems(401, 403, 503),
+    responses={200: openapi.ok(openapi.MONTHS), **openapi.problems(401, 403, 503)},
 )
 def list_months(request: Request, _who: Finance) -> JSONResponse:
     with Session(context(request).reader) as session:
@@ -74,7 +76,7 @@ def list_months(request: Request, _who: Finance) -> JSONResponse:
 @router.get(
     "/{month}",
     summary="A month's statement: per hospital and fund, per hospital, and every balancing check",
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={200: openapi.ok(openapi.STATEMENT), **openapi.problems(401, 403, 422, 503)},
 )
 def read_statement(request: Request, month: str, _who: Finance, hospital_id: HospitalFilter = None) -> JSONResponse:
     built, is_closed = _statement(request, _month(month), hospital_id)
@@ -98,7 +100,7 @@ def read_statement(request: Request, month: str, _who: Finance, hospital_id: Hos
 @router.get(
     "/{month}/detail",
     summary="A month's detail rows (a page of them)",
-    responses=openapi.problems(401, 403, 422, 503),
+    responses={200: openapi.ok(openapi.DETAIL), **openapi.problems(401, 403, 422, 503)},
 )
 def read_detail(
     request: Request,
@@ -118,13 +120,18 @@ def read_detail(
     "/{month}/files/{name:path}",
     summary="Download a statement file: summary.csv, hospitals.csv, detail.csv, checks.csv, statement.xlsx, "
     "national/<hospital>.zip",
-    responses={200: {"description": "The file"}, **openapi.problems(401, 403, 404, 409, 422, 503)},
+    responses={
+        200: openapi.files("The file", *CONTENT_TYPES.values()),
+        **openapi.problems(401, 403, 404, 409, 422, 503),
+    },
 )
 def download(request: Request, month: str, name: str, _who: Finance, hospital_id: HospitalFilter = None) -> Response:
     chosen = _month(month)
     built, _ = _statement(request, chosen, hospital_id)
+    with Session(context(request).reader) as session:
+        identifiers = reconcile.file_identifiers(session, chosen)  # masked, unless the month says otherwise
     try:
-        files = statement_files(built)
+        files = statement_files(built, identifiers)
     except Unbalanced as err:
         raise Conflict(str(err)) from None
     if name not in files:
@@ -159,8 +166,8 @@ def _verify_closed(request: Request, month: Month, name: str, data: bytes) -> No
     "/{month}/close",
     summary="Close the month (月结): write its files once, store their hashes, freeze it",
     responses={
-        200: {"description": "Already closed: the stored manifest"},
-        201: {"description": "Closed"},
+        200: openapi.ok(openapi.CLOSED, "Already closed: the stored manifest"),
+        201: openapi.ok(openapi.CLOSED, "Closed"),
         **openapi.problems(401, 403, 409, 422, 503),
     },
     status_code=201,
@@ -195,15 +202,21 @@ def close(request: Request, month: str, who: Finance) -> JSONResponse:
         },
     },
     responses={
-        200: {"description": "The verdict and every difference (or the report as CSV or XLSX with `format`)"},
-        **openapi.problems(401, 403, 422, 503),
+        200: {
+            "description": "The verdict and every difference (or the report as CSV or XLSX with `format`)",
+            "content": {
+                **openapi.ok(openapi.MATCHING)["content"],
+                **openapi.files("", CONTENT_TYPES[".csv"], CONTENT_TYPES[".xlsx"])["content"],
+            },
+        },
+        **openapi.problems(401, 403, 413, 422, 503),
     },
 )
 async def match_file(
     request: Request,
     month: str,
     _who: Finance,
-    hospital_id: Annotated[str, Query(description="The hospital whose file this is")],
+    hospital_id: Annotated[str, Query(description="The hospital whose file this is", **_HOSPITAL_ID)],
     format: Annotated[str, Query(pattern="^(json|csv|xlsx)$")] = "json",
 ) -> Response:
     from starlette.concurrency import run_in_threadpool
@@ -211,11 +224,11 @@ async def match_file(
     chosen = _month(month)
     data = await request.body()
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ClaimError([FieldError("body", f"the file is larger than {MAX_UPLOAD_BYTES} bytes")])
+        raise BodyTooLarge(MAX_UPLOAD_BYTES)
     name = _safe_name(request.headers.get("x-filename", "upload"))
 
     def compare() -> Any:
-        with Session(context(request).reader) as session:
+        with Session(reconcile.consistent(context(request).reader)) as session:
             return reconcile.match_file(session, chosen, hospital_id, data, name)
 
     matching = await run_in_threadpool(compare)
@@ -231,9 +244,6 @@ async def match_file(
         body, media = xlsx_bytes(sheets, chosen.start), CONTENT_TYPES[".xlsx"]
     filename = f"{chosen}-{hospital_id}-differences.{format}"
     return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
 def _safe_name(raw: str) -> str:

@@ -28,7 +28,7 @@ PeopleReader = Annotated[Principal, Depends(require("desk", "finance", "admin"))
 Admin = Annotated[Principal, Depends(require("admin"))]
 Body = Annotated[Any, Depends(json_body)]
 
-_WRITE_ERRORS = openapi.problems(401, 403, 422, 503)
+_WRITE_ERRORS = openapi.problems(401, 403, 413, 422, 503)
 _READ_ERRORS = openapi.problems(401, 403, 404, 422, 503)
 
 
@@ -54,14 +54,22 @@ def _put(
     return JSONResponse(stored)
 
 
-@router.get("/regions", summary="Insured areas and the policy governing each", responses=_READ_ERRORS)
+@router.get(
+    "/regions",
+    summary="Insured areas and the policy governing each",
+    responses={200: openapi.ok(openapi.REGIONS), **_READ_ERRORS},
+)
 def list_regions(request: Request, _who: Anyone) -> JSONResponse:
     with Session(context(request).reader) as session:
         rows = session.scalars(select(Region).order_by(Region.region)).all()
         return JSONResponse({"regions": [registry.region_view(r) for r in rows]})
 
 
-@router.get("/regions/{region}", summary="An insured area and its policy", responses=_READ_ERRORS)
+@router.get(
+    "/regions/{region}",
+    summary="An insured area and its policy",
+    responses={200: openapi.ok(openapi.REGION), **_READ_ERRORS},
+)
 def read_region(request: Request, region: str, _who: Anyone) -> JSONResponse:
     with Session(context(request).reader) as session:
         found = session.get(Region, region)
@@ -74,7 +82,12 @@ def read_region(request: Request, region: str, _who: Anyone) -> JSONResponse:
     "/regions/{region}",
     summary="Register an insured area or change its policy",
     openapi_extra=openapi.json_body(registry.RegionIn, openapi.REGION_EXAMPLE),
-    responses=_WRITE_ERRORS,
+    responses={
+        200: openapi.ok(
+            openapi.REGION, "Stored", {"Read": openapi.link("/v1/regions/{region}", "get", region="region")}
+        ),
+        **_WRITE_ERRORS,
+    },
 )
 def put_region(request: Request, region: str, who: Admin, body: Body) -> JSONResponse:
     published = context(request).catalogue.library()
@@ -87,14 +100,18 @@ def put_region(request: Request, region: str, who: Admin, body: Body) -> JSONRes
     return _put(request, who, body, registry.RegionIn, "region", region, store, "region.put")
 
 
-@router.get("/hospitals", summary="Registered hospitals", responses=_READ_ERRORS)
+@router.get(
+    "/hospitals", summary="Registered hospitals", responses={200: openapi.ok(openapi.HOSPITALS), **_READ_ERRORS}
+)
 def list_hospitals(request: Request, _who: Anyone) -> JSONResponse:
     with Session(context(request).reader) as session:
         rows = session.scalars(select(Hospital).order_by(Hospital.hospital_id)).all()
         return JSONResponse({"hospitals": [registry.hospital_view(h) for h in rows]})
 
 
-@router.get("/hospitals/{hospital_id}", summary="A hospital", responses=_READ_ERRORS)
+@router.get(
+    "/hospitals/{hospital_id}", summary="A hospital", responses={200: openapi.ok(openapi.HOSPITAL), **_READ_ERRORS}
+)
 def read_hospital(request: Request, hospital_id: str, _who: Anyone) -> JSONResponse:
     with Session(context(request).reader) as session:
         found = session.get(Hospital, hospital_id)
@@ -107,7 +124,14 @@ def read_hospital(request: Request, hospital_id: str, _who: Anyone) -> JSONRespo
     "/hospitals/{hospital_id}",
     summary="Register or change a hospital",
     openapi_extra=openapi.json_body(registry.HospitalIn, openapi.HOSPITAL_EXAMPLE),
-    responses=_WRITE_ERRORS,
+    responses={
+        200: openapi.ok(
+            openapi.HOSPITAL,
+            "Stored",
+            {"Read": openapi.link("/v1/hospitals/{hospital_id}", "get", hospital_id="hospital_id")},
+        ),
+        **_WRITE_ERRORS,
+    },
 )
 def put_hospital(request: Request, hospital_id: str, who: Admin, body: Body) -> JSONResponse:
     return _put(
@@ -115,7 +139,11 @@ def put_hospital(request: Request, hospital_id: str, who: Admin, body: Body) -> 
     )
 
 
-@router.get("/people/{person_id}", summary="A person with their category periods", responses=_READ_ERRORS)
+@router.get(
+    "/people/{person_id}",
+    summary="A person with their category periods",
+    responses={200: openapi.ok(openapi.PERSON), **_READ_ERRORS},
+)
 def read_person(request: Request, person_id: str, _who: PeopleReader) -> JSONResponse:
     with Session(context(request).reader) as session:
         found = session.get(Person, person_id)
@@ -128,7 +156,17 @@ def read_person(request: Request, person_id: str, _who: PeopleReader) -> JSONRes
     "/people/{person_id}",
     summary="Register a person or replace their record and category periods",
     openapi_extra=openapi.json_body(registry.PersonIn, openapi.PERSON_EXAMPLE),
-    responses=_WRITE_ERRORS,
+    responses={
+        200: openapi.ok(
+            openapi.PERSON,
+            "Stored",
+            {
+                "Read": openapi.link("/v1/people/{person_id}", "get", person_id="person_id"),
+                "YearSoFar": openapi.link("/v1/people/{person_id}/accumulators", "get", person_id="person_id"),
+            },
+        ),
+        **_WRITE_ERRORS,
+    },
 )
 def put_person(request: Request, person_id: str, who: Admin, body: Body) -> JSONResponse:
     return _put(request, who, body, registry.PersonIn, "person_id", person_id, registry.put_person, "person.put")

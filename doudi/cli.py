@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from doudi import services
+from doudi import cli_operations, masking, services
 from policies.library import LIBRARY_DIR, Library, PolicyError, load_library
 from settlement.claims import decode_json, parse_claims
 from settlement.errors import FieldError
@@ -116,8 +116,8 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="Server processes. Above 1, uvicorn leaves TCP_NODELAY off "
-            "(about 40 ms more per keep-alive request; its issue 3149).",
+            help="Server processes (each uses one core). Needs uvloop, which the install brings: under "
+            "asyncio's own loop uvicorn's processes leave Nagle's algorithm on (about 40 ms per request).",
         ),
     ] = 1,
     database_url: DatabaseOption = None,
@@ -131,6 +131,7 @@ def serve(
     from api.app import create_app, open_engine
     from api.app import database_url as resolve_url
     from doudi import demo as demo_region
+    from doudi import logs
     from doudi.catalogue import Catalogue
 
     url = resolve_url(database_url)
@@ -140,23 +141,38 @@ def serve(
         files = services.open_library()
         engine = open_engine(url)
         tokens = demo_region.seed(engine, Catalogue(engine, files), files, dt.datetime.now())
+        passwords = demo_region.set_passwords(engine, dt.datetime.now())
         engine.dispose()
-        folder = Path("var/demo-tokens")
-        folder.mkdir(parents=True, exist_ok=True)
-        typer.echo("Demo tokens (new on every start; also in var/demo-tokens/):")
+        for kind, secrets in (("tokens", tokens), ("passwords", passwords)):
+            folder = Path(f"var/demo-{kind}")
+            folder.mkdir(parents=True, exist_ok=True)
+            for user, secret in secrets.items():
+                path = folder / user
+                path.write_text(secret + "\n", encoding="utf-8")
+                path.chmod(0o600)
+        typer.echo(
+            "Demo users (new tokens and passwords on every start; also in var/demo-tokens/, var/demo-passwords/):"
+        )
+        typer.echo(f"  {'user':<14} {'password (web pages)':<20} token (API)")
         for user, token in tokens.items():
-            path = folder / user
-            path.write_text(token + "\n", encoding="utf-8")
-            path.chmod(0o600)
-            typer.echo(f"  {user:<14} {token}")
-    typer.echo(f"Doudi on http://{host}:{port}  (OpenAPI document: http://{host}:{port}/openapi.json)")
+            typer.echo(f"  {user:<14} {passwords[user]:<20} {token}")
+    typer.echo(f"Doudi on http://{host}:{port}  (sign in: http://{host}:{port}/login; API: /openapi.json)")
     if workers == 1:
-        uvicorn.run(app_, host=host, port=port)
+        uvicorn.run(app_, host=host, port=port, log_config=logs.uvicorn_config())
     else:  # each process builds its own app from DOUDI_DATABASE_URL; the schema is already migrated above
-        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=logs.uvicorn_config(),
+        )
 
 
-users_app = typer.Typer(help="Accounts: create users (printing their token) and revoke tokens.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Accounts: create users (printing their token), set passwords, revoke tokens.", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
 
 
@@ -177,9 +193,11 @@ def users_create(
     name: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[str, typer.Option("--role", help="desk, finance, policy or admin.")],
     hospital: Annotated[str | None, typer.Option("--hospital", help="The desk's hospital id.")] = None,
+    password_stdin: PasswordStdin = False,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Create a user and print their token (shown this once)."""
+    """Create a user and print their token (shown this once); with --password-stdin, also a password for
+    the web pages."""
     import datetime as dt
 
     from doudi import accounts, registry
@@ -189,13 +207,60 @@ def users_create(
     now = dt.datetime.now()
     try:
         user = registry.validated(accounts.UserIn, {"name": name, "role": role, "hospital_id": hospital})
+        password = _password_from_stdin() if password_stdin else None
         with _session_for(database_url) as session, session.begin():
             accounts.create_user(session, user, now)
             token = accounts.issue_token(session, name, now)
+            if password is not None:
+                accounts.set_password(session, name, password)
             accounts.audit(session, SYSTEM, "user.create", name, user.model_dump(), now)
     except ClaimError as err:
         _fail([str(e) for e in err.errors])
     typer.echo(token)
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the web sign-in password from the first line of stdin.")
+]
+
+
+def _password_from_stdin() -> str:
+    from doudi import accounts
+    from settlement.errors import ClaimError
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    problems = accounts.password_problems(password)
+    if problems:
+        raise ClaimError(problems)
+    return password
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: PasswordStdin = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Set a user's password for the web pages (asked twice, not shown); their browser sessions end."""
+    import datetime as dt
+
+    from doudi import accounts
+    from doudi.accounts import SYSTEM
+    from settlement.errors import ClaimError
+
+    now = dt.datetime.now()
+    try:
+        if password_stdin:
+            password = _password_from_stdin()
+        else:
+            password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        with _session_for(database_url) as session, session.begin():
+            accounts.set_password(session, name, password)
+            ended = accounts.end_web_sessions(session, name, now)
+            accounts.audit(session, SYSTEM, "user.password", name, {"sessions_ended": ended}, now)
+    except ClaimError as err:
+        _fail([str(e) for e in err.errors])
+    typer.echo(f"password of {name} set; {ended} browser session(s) ended")
 
 
 @users_app.command("revoke")
@@ -222,26 +287,15 @@ def users_revoke(
     typer.echo(f"revoked {count} token(s) of {name}")
 
 
-def _assignment(values: list[str], option: str) -> dict[str, str]:
-    """`POLICY` (every area) or `AREA=POLICY` pairs -> {area or "*": policy id}."""
-    found: dict[str, str] = {}
-    for value in values:
-        area, sep, policy = value.partition("=")
-        if not sep:
-            area, policy = "*", value
-        if not policy or (sep and not (area.isdigit() and len(area) == 6)):
-            _fail([f"{option}: {value!r}: write POLICY, or AREA=POLICY with a six-digit area code"])
-        found[area] = policy
-    return found
-
-
 @app.command()
 def simulate(
-    claims: Annotated[Path, typer.Option("--claims", help="Claims dataset (.parquet, .csv, or a folder of parts).")],
-    baseline: Annotated[list[str], typer.Option("--baseline", help="POLICY, or AREA=POLICY (repeat).")],
+    claims: Annotated[
+        Path, typer.Option("--claims", help="Claims dataset (.parquet, .csv, or a folder of Parquet parts).")
+    ],
+    baseline: Annotated[list[str], typer.Option("--baseline", help="POLICY[@VERSION], or AREA=POLICY (repeat).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for summary.json, report.xlsx, report.html.")],
     reform: Annotated[
-        list[str] | None, typer.Option("--reform", help="POLICY, AREA=POLICY or a policy file (repeat).")
+        list[str] | None, typer.Option("--reform", help="POLICY[@VERSION], AREA=POLICY or a policy file (repeat).")
     ] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="POLICY@VERSION:PATH=VALUE, applied to the reform (repeat).")
@@ -249,67 +303,89 @@ def simulate(
     sheet: Annotated[
         Path | None, typer.Option("--sheet", help="A parameter sheet (XLSX: policy, path, value).")
     ] = None,
-    threshold: Annotated[float, typer.Option(help="Household burden share of income counted as catastrophic.")] = 0.4,
+    threshold: Annotated[
+        str, typer.Option(help="Household burden share of annual income counted as catastrophic.")
+    ] = "0.4",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Run on Dask: a scheduler's address (tcp://host:8786), or local[:N] for N local workers."),
+    ] = None,
+    part_claims: Annotated[
+        int, typer.Option("--part-claims", min=1, help="Claims per partition (memory per worker grows with it).")
+    ] = 250_000,
     library_dir: LibraryOption = LIBRARY_DIR,
 ) -> None:
     """Re-settle past claims under the baseline and under a reform, exactly as the desks would, and compare."""
     import time
+    from decimal import Decimal, InvalidOperation
 
     from simulation import reform as reforms
-    from simulation.dataset import DatasetError, batch_of, load_claims
-    from simulation.outputs import write
-    from simulation.report import compare, summary, yuan
-    from simulation.run import Scenario, ScenarioError, settle_scenario
+    from simulation.dataset import DatasetError
+    from simulation.report import yuan
+    from simulation.run import Scenario, ScenarioError
+    from simulation.runner import Job, labels
+    from simulation.runner import simulate as run_simulation
+    from simulation.tally import share_fraction
 
     started = time.perf_counter()
     library = _library(library_dir)
-    base_map = _assignment(baseline, "--baseline")
-    reform_library, reform_map = library, dict(base_map)
+    problems: list[str] = []
     try:
-        for value in reform or []:
-            if value.endswith((".yaml", ".yml")):
-                reform_library = reforms.with_policy(reform_library, Path(value))
-                key = next(k for k, src in reform_library.sources.items() if src == value)
-                reform_map = {"*": reform_library.policies[key].id}
-            else:
-                reform_map = {**reform_map, **_assignment([value], "--reform")} if "=" in value else {"*": value}
-        steps, unreadable = [], []
-        for i, text in enumerate(overrides or [], start=1):
-            try:
-                steps.append(reforms.parse_override(text, f"--set {i}"))
-            except reforms.ReformError as err:
-                unreadable.extend(err.problems)
-        if unreadable:
-            raise reforms.ReformError(unreadable)
-        if sheet is not None:
-            steps += reforms.sheet_overrides(sheet.read_bytes(), str(sheet))
-        reform_library = reforms.apply_overrides(reform_library, steps)
+        base_map = reforms.assignment(baseline, "--baseline")
     except reforms.ReformError as err:
-        _fail(["the reform is refused:", *(f"  {p}" for p in err.problems)])
-    except OSError as err:
-        _fail([f"--sheet: cannot read {sheet}: {err}"])
-    _step(f"reading {claims}")
+        _fail(["the baseline is refused:", *(f"  {p}" for p in err.problems)])
+    sheet_data = None
+    if sheet is not None:
+        try:
+            sheet_data = (str(sheet), sheet.read_bytes())
+        except OSError as err:
+            problems.append(f"--sheet: cannot read {sheet}: {err}")
     try:
-        dataset = load_claims(claims)
+        changed = reforms.build_reform(library, base_map, reform or [], overrides or [], sheet_data)
+    except reforms.ReformError as err:
+        problems += [str(p) for p in err.problems]
+        changed = None
+    try:
+        share = Decimal(threshold)
+        share_fraction(share)
+    except (InvalidOperation, ValueError) as err:
+        problems.append(
+            f"--threshold: {threshold!r}: {err}"
+            if isinstance(err, ValueError)
+            else f"--threshold: {threshold!r} is not a decimal number"
+        )
+        share = Decimal("0.4")
+    base = Scenario("baseline", library, base_map)
+    problems += base.problems()
+    if problems or changed is None:
+        _fail(["the simulation is refused:", *(f"  {p}" for p in problems)])
+    assert changed is not None  # refused above otherwise
+    job = Job(base, Scenario("reform", changed.library, changed.policies), share)
+
+    last = [0.0]
+
+    def show(progress: Any) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 1.0 or progress.parts_done == progress.parts_total:
+            last[0] = now
+            _step(progress.line())
+
+    _step(f"reading {claims} in partitions of about {part_claims:,} claims" + (f" on {scheduler}" if scheduler else ""))
+    try:
+        comparison, written = run_simulation(
+            claims,
+            job,
+            out,
+            labels(claims, base_map, changed.label),
+            scheduler=scheduler,
+            part_claims=part_claims,
+            progress=show,
+            person_ids=masking.identifier,  # a policy report needs no one's full number
+        )
     except DatasetError as err:
         _fail([str(err)])
-    batch = batch_of(dataset)
-    regions = dataset.frame["region"].astype(str).to_numpy(dtype=object)
-    try:
-        before = settle_scenario(Scenario("baseline", library, base_map), regions, batch, _step)
-        after = settle_scenario(Scenario("reform", reform_library, reform_map), regions, batch, _step)
-    except ScenarioError as err:
+    except (ScenarioError, ValueError, OSError) as err:
         _fail([str(err)])
-    _step("comparing")
-    comparison = compare(dataset.frame, before, after, threshold)
-    meta = {
-        "claims_file": str(claims),
-        "baseline_label": ", ".join(f"{a}={p}" for a, p in sorted(base_map.items())),
-        "reform_label": ", ".join(f"{a}={p}" for a, p in sorted(reform_map.items()))
-        + "".join(f"; {o}" for o in overrides or [])
-        + (f"; sheet {sheet}" if sheet else ""),
-    }
-    written = write(out, comparison, summary(comparison, meta))
     total = comparison.funds.to_dict("records")[-1]  # the last row is the total
     typer.echo(
         f"{comparison.claims:,} claims: fund spending {yuan(total['baseline'])} → {yuan(total['reform'])} yuan "
@@ -321,6 +397,9 @@ def simulate(
 
 reconcile_app = typer.Typer(help="Monthly reconciliation: statements, matching a hospital's file, closing.")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(cli_operations.audit_app, name="audit")  # audit verify, backup, restore: for IT staff
+app.command()(cli_operations.backup)
+app.command()(cli_operations.restore)
 MonthOption = Annotated[str, typer.Option("--month", help="The month, like 2014-07.")]
 
 
@@ -388,7 +467,7 @@ def reconcile_match(
     read = matching.file
     typer.echo(f"file: {read.format}{' (zipped)' if read.zipped else ''}, encoding {read.encoding or '-'}")
     for problem in read.problems[:20]:
-        typer.echo(f"  row {problem.row}, {problem.column}: {problem.message}")
+        typer.echo(masking.scrub(f"  row {problem.row}, {problem.column}: {problem.message}"))
     if len(read.problems) > 20:
         typer.echo(f"  … and {len(read.problems) - 20} more problems (see the report)")
     sheets = difference_sheets(matching)
@@ -506,31 +585,42 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the same claims.")],
     out: Annotated[Path, typer.Option("--out", help="A .parquet or .csv file, or a folder for Parquet parts.")],
     profile: Annotated[str, typer.Option("--profile", help="The model's parameters.")] = "jilin-2014",
+    part_claims: Annotated[
+        int, typer.Option("--part-claims", min=1, help="At most this many claims per part file of a folder.")
+    ] = 250_000,
 ) -> None:
-    """Write a synthetic province-year of claims (the model and its sources: docs/claims-dataset.md)."""
+    """Write a synthetic province-year of claims (the model and its sources: docs/claims-dataset.md).
+
+    The population is drawn and written 500,000 persons at a time, so any size fits in memory; a folder
+    gets Parquet parts cut between households (a dataset partitioned by household)."""
     import time
 
-    from simulation.dataset import write_claims
-    from simulation.generate import PROFILES
-    from simulation.generate import generate as generate_claims
+    from simulation.dataset import ClaimsWriter
+    from simulation.generate import PROFILES, generate_chunks
 
     if profile not in PROFILES:
         _fail([f"--profile: {profile!r} is not one of {', '.join(PROFILES)}"])
     if out.suffix.lower() not in ("", ".parquet", ".csv"):
         _fail([f"--out: {out} must end in .parquet or .csv, or name a folder for Parquet parts"])
     started = time.perf_counter()
-    dataset = generate_claims(people, seed, PROFILES[profile])
+    claims = persons = households = 0
     try:
         if out.parent != Path("."):
             out.parent.mkdir(parents=True, exist_ok=True)
-        write_claims(dataset, out)
+        with ClaimsWriter(out, part_claims) as writer:
+            for chunk in generate_chunks(people, seed, PROFILES[profile]):
+                writer.write(chunk)
+                frame = chunk.frame
+                claims += len(frame)
+                persons += frame["person_id"].nunique()
+                households += frame["household_id"].nunique()
+                if people > 500_000:
+                    _step(f"{claims:,} claims written")
     except OSError as err:
         _fail([f"--out: cannot write {out}: {err}"])
-    frame = dataset.frame
     typer.echo(
-        f"{len(frame):,} claims of {frame['person_id'].nunique():,} people in {frame['household_id'].nunique():,} "
-        f"households (of {people:,} people; profile {profile}, seed {seed}) written to {out} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"{claims:,} claims of {persons:,} people in {households:,} households (of {people:,} people; profile "
+        f"{profile}, seed {seed}) written to {out} in {time.perf_counter() - started:.1f} s"
     )
 
 

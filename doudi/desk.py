@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +115,11 @@ def settle_claim(
     claim: Claim,
     now: dt.datetime,
     who: Principal = SYSTEM,
+    setlinfo: Mapping[str, str] | None = None,
 ) -> Outcome:
-    """Settle and record `claim` (结算), or return what was recorded for the same request before."""
+    """Settle and record `claim` (结算), or return what was recorded for the same request before.
+    `setlinfo`: national fields the claim does not carry (the visit id of a national request), recorded in
+    the record's `nhsa.setlinfo` after `setl_id`."""
     try:
         with Session(engine) as session, session.begin():
             _lock(session, claim.person_id, claim.household_id)
@@ -123,7 +127,7 @@ def settle_claim(
             # (unique per hospital), which the handler answers as a repeat. First settlements save a trip.
             record = _price(session, library, policy_ref, claim)
             setl_id = uuid.uuid4().hex
-            record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **record["nhsa"]["setlinfo"]}
+            record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **(setlinfo or {}), **record["nhsa"]["setlinfo"]}
             record_json = append_settlement(session, setl_id, claim, record, now)
             audit(session, who, "settlement.create", setl_id, {"medins_setl_id": claim.claim_id}, now)
             return Outcome(True, setl_id, record, record_json)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,10 +36,14 @@ class Service:
 
 
 @pytest.fixture
-def service(database_url: str) -> Service:
+def service(database_url: str, tmp_path: Path) -> Service:
     files = services.open_library()
     clock = Clock()
-    app = create_app(database_url, files, clock=clock)
+    # Archive and simulation folders of the test's own: never the checkout's var/ (on PostgreSQL there is no
+    # database file beside which they would go).
+    app = create_app(
+        database_url, files, clock=clock, archive=tmp_path / "archive", simulations=tmp_path / "simulations"
+    )
     ctx = app.state.context
     tokens = demo.seed(ctx.engine, ctx.catalogue, files, NOW)
     return Service(TestClient(app), tokens, clock)

@@ -52,6 +52,29 @@ def stay(claim_id: str, person_id: str = "MHK-P-0104", day: str = "2014-06-30", 
     }
 
 
+def national(infno: str, msgid: str, day: str = "2014-06-30", **data: Any) -> dict[str, Any]:
+    """The same stay as `stay`, as the national platform's request for transaction `infno`."""
+    return {
+        "infno": infno,
+        "msgid": msgid,
+        "inf_time": f"{day} 10:00:00",
+        "input": {
+            "data": {
+                "psn_no": "MHK-P-0104",
+                "mdtrt_id": f"V-{msgid}",
+                "insutype": "390",
+                "medfee_sumamt": "8000.00",
+                "fulamt_ownpay_amt": "0.00",
+                "overlmt_selfpay": "0.00",
+                "preselfpay_amt": "0.00",
+                **data,
+            },
+            "mdtrtinfo": {"begntime": f"{day} 08:00:00", "endtime": f"{day} 09:00:00"},
+            "diseinfo": [{"diag_code": "J18.9", "maindiag_flag": "1"}],
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Row:
     """One endpoint: who may call it, and what an allowed caller gets for this request."""
@@ -136,6 +159,7 @@ TABLE: list[Row] = [
     Row("POST", "/v1/users/{name}/tokens", frozenset({"admin"}), 201),
     Row("POST", "/v1/users/{name}/revoke", frozenset({"admin"}), 200, json={}),
     Row("GET", "/v1/audit", frozenset({"admin"}), 200),
+    Row("GET", "/v1/audit/verify", frozenset({"admin"}), 200),
     # Monthly reconciliation: finance and admins. The clock's month is not over, so it cannot be closed
     # (and no statement files are written anywhere).
     Row("GET", "/v1/reconciliation/months", frozenset({"finance", "admin"}), 200),
@@ -158,6 +182,90 @@ TABLE: list[Row] = [
         media="application/octet-stream",
         params={"hospital_id": "JL-PROV-H001"},
     ),
+    # The national platform's transactions (docs/interop.md): settling ones for the desk, bound to its hospital
+    # (a reversal of a settlement it cannot see is "not found"); 5206 like the year-to-date figures; a month's
+    # totals and details (3201, 3202) for finance and admins. An unreadable 3202 file is a verdict, not an error.
+    Row("POST", "/v1/nhsa/2303", frozenset({"desk"}), 200, json=national("2303", "ACCESS-N1")),
+    Row("POST", "/v1/nhsa/2304", frozenset({"desk"}), 200, json=national("2304", "ACCESS-N2", day="2014-07-02")),
+    Row("POST", "/v1/nhsa/2305", frozenset({"desk"}), 404, json=national("2305", "ACCESS-N3", setl_id="ACCESS-NONE")),
+    Row("POST", "/v1/nhsa/2206", frozenset({"desk"}), 200, json=national("2206", "ACCESS-N4", med_type="11")),
+    Row("POST", "/v1/nhsa/2207", frozenset({"desk"}), 200, json=national("2207", "ACCESS-N5", med_type="11")),
+    Row("POST", "/v1/nhsa/2208", frozenset({"desk"}), 404, json=national("2208", "ACCESS-N6", setl_id="ACCESS-NONE")),
+    Row("POST", "/v1/nhsa/5206", frozenset({"desk", "finance"}), 200, json=national("5206", "ACCESS-N7")),
+    Row(
+        "POST",
+        "/v1/nhsa/3201",
+        frozenset({"finance", "admin"}),
+        200,
+        json={
+            "infno": "3201",
+            "msgid": "ACCESS-N8",
+            "fixmedins_code": "JL-PROV-H001",
+            "input": {
+                "data": {
+                    "stmt_begndate": "2014-12-01",
+                    "stmt_enddate": "2014-12-31",
+                    "medfee_sumamt": "0.00",
+                    "fund_pay_sumamt": "0.00",
+                    "fixmedins_setl_cnt": 0,
+                }
+            },
+        },
+    ),
+    Row(
+        "POST",
+        "/v1/nhsa/3202",
+        frozenset({"finance", "admin"}),
+        200,
+        json={
+            "infno": "3202",
+            "msgid": "ACCESS-N9",
+            "fixmedins_code": "JL-PROV-H001",
+            "input": {
+                "data": {"stmt_begndate": "2014-12-01", "stmt_enddate": "2014-12-31"},
+                "fsUploadIn": {"filename": "x.txt", "in": "bm90IGEgZGV0YWlsIGZpbGU="},
+            },
+        },
+    ),
+    # FHIR: a settlement as an EOB (a desk sees its own hospital's), a month's remittance for finance.
+    Row("GET", "/v1/fhir/ExplanationOfBenefit/{setl_id}", frozenset({"desk", "finance"}), 200),
+    Row("GET", "/v1/fhir/PaymentReconciliation", frozenset({"finance", "admin"}), 200, params={"month": "2014-12"}),
+    # Policy simulations: policy staff and admins. Nothing here starts a job or stores a file: the request
+    # names no dataset there is, the uploads are junk (each refused with its problems), the job id is nobody's.
+    Row("GET", "/v1/simulations/datasets", frozenset({"policy", "admin"}), 200),
+    Row(
+        "POST",
+        "/v1/simulations/datasets",
+        frozenset({"policy", "admin"}),
+        422,
+        content=b"not a claims dataset",
+        media="application/octet-stream",
+        params={"name": "matrix-dataset"},
+    ),
+    Row(
+        "POST",
+        "/v1/simulations/sheets",
+        frozenset({"policy", "admin"}),
+        422,
+        content=b"not a workbook",
+        media="application/octet-stream",
+    ),
+    Row(
+        "POST",
+        "/v1/simulations",
+        frozenset({"policy", "admin"}),
+        422,
+        json={"dataset": "no-such-dataset", "baseline": "jl-meihekou"},
+    ),
+    Row("GET", "/v1/simulations", frozenset({"policy", "admin"}), 200),
+    Row("GET", "/v1/simulations/{job_id}", frozenset({"policy", "admin"}), 404, ids={"job_id": "0123456789abcdef"}),
+    Row(
+        "GET",
+        "/v1/simulations/{job_id}/files/{name}",
+        frozenset({"policy", "admin"}),
+        404,
+        ids={"job_id": "0123456789abcdef", "name": "summary.json"},
+    ),
     # No token needed.
     Row("GET", "/healthz", PUBLIC, 200),
     Row("GET", "/openapi.json", PUBLIC, 200),
@@ -175,6 +283,8 @@ def served_routes(app: FastAPI) -> set[tuple[str, str]]:
         routes: Iterable[Any] = iter_route_contexts(app.routes)
     except ImportError:  # pragma: no cover - older FastAPI: app.routes is flat
         routes = app.routes
+    # The web pages sign in with a browser session, not a token: tests/e2e/test_web_access.py is their matrix.
+    routes = [r for r in routes if not getattr(getattr(r, "endpoint", None), "__module__", "").startswith("web.")]
     return {(method, route.path) for route in routes for method in (route.methods or ()) if method != "HEAD"}
 
 

@@ -102,8 +102,11 @@ def test_a_month_balances_closes_once_and_a_late_reversal_lands_in_the_next_mont
     assert [(m["month"], m["closed"]) for m in months] == [("2014-08", False), ("2014-07", False), ("2014-06", True)]
 
 
-def test_statement_files_are_readable_and_agree(world: tuple[TestClient, dict[str, dict[str, str]], Clock]) -> None:
+def test_statement_files_are_readable_and_agree(
+    world: tuple[TestClient, dict[str, dict[str, str]], Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, auth, _clock = world
+    monkeypatch.setenv("DOUDI_FULL_IDENTIFIERS", "1")  # as a county exchanging national files runs it
     settled = client.post("/v1/settlements", json=FAMILY[2], headers=auth["demo-desk"]).json()
     finance = auth["demo-finance"]
     raw = client.get("/v1/reconciliation/2014-06/files/detail.csv", headers=finance)
