@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests import servers
 
 CHROMIUM = Path(os.environ.get("DOUDI_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = [
@@ -57,11 +58,7 @@ def _missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+_free_port = servers.free_port
 
 
 @dataclass
@@ -83,37 +80,14 @@ class Server:
         return httpx.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
 
 
-def start_server(folder: Path, command: list[str], ready: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        command,
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "PYTHONPATH": str(ROOT)},
-    )
+def start_server(folder: Path, command: list[str]) -> subprocess.Popen[bytes]:
+    """`command` in `folder` with a bare environment (the project on PYTHONPATH), its output in server.log."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "PYTHONPATH": str(ROOT)}
+    return servers.launch(command, folder, env, folder / "server.log")
 
 
-def wait_until_up(base: str, process: subprocess.Popen[str], deadline_s: float = 90) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the server did not start:\n{process.communicate()[0]}")
-        time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        process.kill()
+wait_until_up = servers.wait_until_up
+stop = servers.stop
 
 
 @pytest.fixture(scope="session")

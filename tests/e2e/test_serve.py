@@ -4,57 +4,36 @@ settlement of the leukaemia case answers 201, then 200 for the same request."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.servers import DOUDI, free_port, launch, stop, wait_until_up
+
 ROOT = Path(__file__).resolve().parents[2]
-DOUDI = Path(sys.executable).parent / "doudi"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    port = _free_port()
-    process = subprocess.Popen(
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    port = free_port()
+    process = launch(
         [str(DOUDI), "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no DOUDI_DATABASE_URL: the default
+        tmp_path,
+        {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no DOUDI_DATABASE_URL: the default
+        tmp_path / "server.log",
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not start:\n{process.communicate()[0]}")
-            time.sleep(0.2)
+        wait_until_up(base, process, timeout_s=60)
         yield base, tmp_path, process
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop(process)
 
 
-def test_serve_demo_settles_the_readme_example(server: tuple[str, Path, subprocess.Popen[str]]) -> None:
+def test_serve_demo_settles_the_readme_example(server: tuple[str, Path, subprocess.Popen[bytes]]) -> None:
     base, folder, _process = server
     assert (folder / "var/doudi.sqlite3").exists()
     tokens = {path.name: path.read_text().strip() for path in (folder / "var/demo-tokens").iterdir()}

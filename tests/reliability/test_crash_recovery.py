@@ -1,8 +1,8 @@
-"""Crashes on PostgreSQL: the server killed with SIGKILL, and the database connection cut, in the middle of a
-burst of settlements and reversals. The client retries every request with the same settlement key until it
-is acknowledged; afterwards every acknowledged settlement and reversal is recorded exactly once, nothing is
-half-recorded, the year-to-date figures equal what the recorded settlements paid, and every cap holds
-(tests/reliability/ledger_check.py)."""
+"""Crashes: the server (one process, or `--workers 2`, on PostgreSQL; one process on SQLite) killed with
+SIGKILL, and the PostgreSQL connection cut, in the middle of a burst of settlements and reversals. The
+client retries every request with the same settlement key until it is acknowledged; afterwards every
+acknowledged settlement and reversal is recorded exactly once, nothing is half-recorded, the year-to-date
+figures equal what the recorded settlements paid, and every cap holds (tests/reliability/ledger_check.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ from sqlalchemy import create_engine, event, text
 from tests.e2e.conftest import Service
 from tests.reliability import ledger_check, workload
 from tests.reliability.conftest import LONG, results_dir, sized
-from tests.reliability.server import Server
-
-pytestmark = pytest.mark.postgres
+from tests.servers import Server
 
 # Few people, so that settlements contend for the same person's and household's caps.
 CROWD = ["MHK-P-0001", "MHK-P-0002", "MHK-P-0104", "MHK-P-0105", "LY-P-0057", "CC-P-0417"]
@@ -109,20 +107,25 @@ def _report(tmp_path: Path, name: str, figures: dict[str, Any]) -> None:
     path.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
 
 
-def test_sigkill_at_random_points_loses_nothing_and_records_nothing_twice(postgres_url: str, tmp_path: Path) -> None:
-    kills = sized(3, 40)
-    server = Server(postgres_url, tmp_path)
+def _sigkill_run(url: str, tmp_path: Path, name: str, kills: int, seed: int, workers: int = 1) -> dict[str, Any]:
+    """The burst, the server's process group killed `kills` times at random moments and restarted, then
+    the ledger checked; the figures are reported under `name` and returned."""
+    server = Server(url, tmp_path, workers=workers)
     server.start()
-    rng = random.Random(None if LONG else 5)
+    rng = random.Random(None if LONG else seed)
     started = time.monotonic()
     per_client = sized(10, 50)
     crowd, threads = _burst(server, clients=4, per_client=per_client, seed=rng.randrange(1000))
     downtime: list[float] = []
+    wal_bytes: list[int] = []  # SQLite: what each kill left in the write-ahead log
     try:
         for _ in range(kills):
             time.sleep(rng.uniform(0.2, 1.5))
             server.kill()
             down = time.monotonic()
+            if url.startswith("sqlite"):
+                wal = Path(url.removeprefix("sqlite:///") + "-wal")
+                wal_bytes.append(wal.stat().st_size if wal.exists() else 0)
             server.start()
             downtime.append(time.monotonic() - down)
         time.sleep(0.5)  # a last stretch of acknowledged work after the final restart
@@ -135,30 +138,55 @@ def test_sigkill_at_random_points_loses_nothing_and_records_nothing_twice(postgr
         server.stop()
     errors = [e for c in crowd for e in c.errors]
     assert errors == [], errors[:5]
-    engine = create_engine(postgres_url)
+    engine = create_engine(url)
     try:
         counts = ledger_check.check(engine, crowd[0].acked)
+        if url.startswith("sqlite"):
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
     finally:
         engine.dispose()
     answers = sum((c.answers for c in crowd), Counter())
     assert not [s for s in answers if s >= 500 and s != 503], f"answers: {answers}"
     assert len(crowd[0].acked.settlements) == sum(c.sent for c in crowd), "every settlement was acknowledged"
-    _report(
-        tmp_path,
-        "sigkill",
-        {
-            "kills": len(downtime),
-            "restart_seconds_median": sorted(downtime)[len(downtime) // 2] if downtime else None,
-            "acknowledged_settlements": len(crowd[0].acked.settlements),
-            "acknowledged_reversals": len(crowd[0].acked.reversals),
-            "retries": sum(c.retries for c in crowd),
-            "answers": {str(k): v for k, v in sorted(answers.items())},
-            "seconds": round(time.monotonic() - started, 1),
-            **counts,
-        },
-    )
+    figures = {
+        "workers": workers,
+        "kills": len(downtime),
+        "restart_seconds_median": sorted(downtime)[len(downtime) // 2] if downtime else None,
+        "acknowledged_settlements": len(crowd[0].acked.settlements),
+        "acknowledged_reversals": len(crowd[0].acked.reversals),
+        "retries": sum(c.retries for c in crowd),
+        "answers": {str(k): v for k, v in sorted(answers.items())},
+        "seconds": round(time.monotonic() - started, 1),
+        **counts,
+    }
+    if wal_bytes:
+        figures["wal_bytes_at_kill_median"] = sorted(wal_bytes)[len(wal_bytes) // 2]
+    _report(tmp_path, name, figures)
+    return figures
 
 
+@pytest.mark.postgres
+def test_sigkill_at_random_points_loses_nothing_and_records_nothing_twice(postgres_url: str, tmp_path: Path) -> None:
+    _sigkill_run(postgres_url, tmp_path, "sigkill", kills=sized(3, 40), seed=5)
+
+
+@pytest.mark.postgres
+def test_sigkill_of_the_supervisor_and_both_workers_loses_nothing(postgres_url: str, tmp_path: Path) -> None:
+    """`doudi serve --workers 2`: the uvicorn supervisor and its two worker processes killed together, so
+    that two processes' transactions are cut at once, each holding its own connections."""
+    _sigkill_run(postgres_url, tmp_path, "sigkill_workers_2", kills=sized(3, 20), seed=6, workers=2)
+
+
+def test_sigkill_of_a_sqlite_writer_leaves_a_recoverable_write_ahead_log(tmp_path: Path) -> None:
+    """On SQLite the killed server is the database's only writer: what it committed is in the write-ahead
+    log beside the file, not yet in the file itself. The restarted server must replay it: every acknowledged
+    settlement present exactly once, nothing half-written, the file whole (PRAGMA integrity_check)."""
+    figures = _sigkill_run(f"sqlite:///{tmp_path / 'doudi.sqlite3'}", tmp_path, "sigkill_sqlite", sized(3, 20), 7)
+    assert figures["wal_bytes_at_kill_median"] > 0, "no kill left a write-ahead log: the test did not test"
+
+
+@pytest.mark.postgres
 def test_database_connections_cut_during_a_burst_give_503_and_nothing_partial(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -213,6 +241,7 @@ def test_database_connections_cut_during_a_burst_give_503_and_nothing_partial(
     )
 
 
+@pytest.mark.postgres
 def test_a_connection_killed_mid_reversal_is_a_503_and_the_retry_reverses_once(service: Service) -> None:
     """The worst moment, chosen exactly: after the reversal row is written and before its negative entries
     (the settlement's own case is tests/e2e/test_faults.py)."""

@@ -26,7 +26,7 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.e2e.test_access import database_rows, engine_of, stay
-from tests.reliability.server import Server
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON = {"household_id": "HOSTILE-H", "name": "测试 (test)", "insurance_scheme": "resident", "region": "220581"}

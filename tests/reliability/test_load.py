@@ -21,7 +21,7 @@ from ledger.models import Reversal, Settlement
 from tests.reliability import ledger_check
 from tests.reliability.conftest import LONG, results_dir, sized
 from tests.reliability.load import generate
-from tests.reliability.server import Server
+from tests.servers import Server
 
 pytestmark = pytest.mark.postgres
 
