@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api import openapi
@@ -16,7 +16,7 @@ from api.auth import require
 from api.context import Context, context, json_body, json_object, read_session
 from doudi import services
 from doudi.accounts import Principal
-from doudi.desk import NotFound, quote_claim, reverse_settlement, settle_claim, visible_to
+from doudi.desk import NotFound, quote_claim, reversal_reason, reverse_settlement, settle_claim, visible_to
 from doudi.registry import complete_claim
 from ledger.models import Person, Reversal, Settlement
 from ledger.repository import snapshot
@@ -105,7 +105,14 @@ def list_settlements(
     settled_on: dt.date | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> JSONResponse:
-    ctx = context(request)
+    return JSONResponse({"settlements": settlement_list(context(request).reader, who, hospital_id, settled_on, limit)})
+
+
+def settlement_list(
+    reader: Engine, who: Principal, hospital_id: str | None, settled_on: dt.date | None, limit: int
+) -> list[dict[str, Any]]:
+    """Settlements of a hospital and day, newest first, as GET /v1/settlements lists them (the desk's pages
+    list the same): a desk sees its own hospital's only."""
     if who.hospital_id is not None:
         if hospital_id not in (None, who.hospital_id):
             raise ClaimError([FieldError("hospital_id", "a desk sees its own hospital's settlements only")])
@@ -116,10 +123,9 @@ def list_settlements(
     if settled_on is not None:
         start = dt.datetime.combine(settled_on, dt.time())
         query = query.where(Settlement.settled_at >= start, Settlement.settled_at < start + dt.timedelta(days=1))
-    with Session(ctx.reader) as session:
+    with Session(reader) as session:
         rows = session.execute(query.order_by(Settlement.settled_at.desc()).limit(limit)).all()
-        items = [_summary(s, r) for s, r in rows]
-    return JSONResponse({"settlements": items})
+        return [_summary(s, r) for s, r in rows]
 
 
 def _summary(settlement: Settlement, reversal: Reversal | None) -> dict[str, Any]:
@@ -178,12 +184,8 @@ def read_settlement(request: Request, setl_id: str, who: Reader) -> JSONResponse
 )
 def reverse(request: Request, setl_id: str, who: Desk, body: Body) -> JSONResponse:
     ctx = context(request)
-    reason = json_object(body).get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise ClaimError([FieldError("reason", "is required: say why the settlement is reversed")])
-    if len(reason) > 500:
-        raise ClaimError([FieldError("reason", "is longer than 500 characters")])
-    reverse_settlement(ctx.engine, setl_id, reason.strip(), ctx.clock(), who)
+    reason = reversal_reason(json_object(body).get("reason"))
+    reverse_settlement(ctx.engine, setl_id, reason, ctx.clock(), who)
     return JSONResponse({"setl_id": setl_id, "reversed": True}, status_code=201)
 
 

@@ -3,8 +3,6 @@ matching a hospital's file, closing the month."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -16,10 +14,9 @@ from api.auth import require
 from api.context import MAX_UPLOAD_BYTES, BodyTooLarge, context
 from doudi import reconcile
 from doudi.accounts import Principal
-from doudi.desk import Conflict, NotFound
-from reconciliation.files import HOSPITAL_MONEY, SUMMARY_MONEY, detail_money_columns, statement_files
+from doudi.desk import Conflict
+from reconciliation.files import HOSPITAL_MONEY, SUMMARY_MONEY, detail_money_columns
 from reconciliation.frames import Month
-from reconciliation.national import yuan_text
 from reconciliation.statement import Statement, Unbalanced
 from settlement.errors import ClaimError, FieldError
 
@@ -30,12 +27,7 @@ Finance = Annotated[Principal, Depends(require("finance", "admin"))]
 _HOSPITAL_ID = {"pattern": r"^[0-9A-Za-z][0-9A-Za-z._:-]*$", "max_length": 64}
 HospitalFilter = Annotated[str | None, Query(description="One hospital (default: all)", **_HOSPITAL_ID)]
 
-CONTENT_TYPES = {
-    ".csv": "text/csv; charset=utf-8",
-    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ".zip": "application/zip",
-    ".json": "application/json",
-}
+CONTENT_TYPES = reconcile.CONTENT_TYPES
 
 
 def _month(text: str) -> Month:
@@ -43,19 +35,6 @@ def _month(text: str) -> Month:
         return Month.parse(text)
     except ValueError as err:
         raise ClaimError([FieldError("month", str(err))]) from None
-
-
-def _money_rows(frame: Any, money: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = frame.to_dict("records")
-    for row in rows:
-        for key, value in row.items():
-            if key in money:
-                row[key] = None if value is None or value != value else yuan_text(int(value))  # NaN/NA: none
-            elif hasattr(value, "isoformat"):
-                row[key] = value.isoformat()
-            elif value is not None and not isinstance(value, str | int | float | bool):
-                row[key] = None if str(value) in ("<NA>", "NaT", "nan") else str(value)
-    return rows
 
 
 def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple[Statement, bool]:
@@ -89,9 +68,9 @@ def read_statement(request: Request, month: str, _who: Finance, hospital_id: Hos
             "closed": is_closed,
             "balanced": built.balanced,
             "funds": built.funds,
-            "summary": _money_rows(built.summary, SUMMARY_MONEY),
-            "hospitals": _money_rows(built.hospitals, HOSPITAL_MONEY),
-            "checks": {"count": len(built.checks), "failed": _money_rows(failed, ("expected", "found"))},
+            "summary": reconcile.json_rows(built.summary, SUMMARY_MONEY),
+            "hospitals": reconcile.json_rows(built.hospitals, HOSPITAL_MONEY),
+            "checks": {"count": len(built.checks), "failed": reconcile.json_rows(failed, ("expected", "found"))},
             "detail_rows": len(built.detail),
         }
     )
@@ -113,7 +92,7 @@ def read_detail(
     built, _ = _statement(request, _month(month), hospital_id)
     money = detail_money_columns(built.funds)
     page = built.detail.iloc[offset : offset + limit]
-    return JSONResponse({"total_rows": len(built.detail), "offset": offset, "rows": _money_rows(page, money)})
+    return JSONResponse({"total_rows": len(built.detail), "offset": offset, "rows": reconcile.json_rows(page, money)})
 
 
 @router.get(
@@ -126,40 +105,16 @@ def read_detail(
     },
 )
 def download(request: Request, month: str, name: str, _who: Finance, hospital_id: HospitalFilter = None) -> Response:
-    chosen = _month(month)
-    built, _ = _statement(request, chosen, hospital_id)
-    with Session(context(request).reader) as session:
-        identifiers = reconcile.file_identifiers(session, chosen)  # masked, unless the month says otherwise
-    try:
-        files = statement_files(built, identifiers)
-    except Unbalanced as err:
-        raise Conflict(str(err)) from None
-    if name not in files:
-        raise NotFound(f"no file {name!r} in the statement of {chosen}; there are: {', '.join(sorted(files))}")
-    data = files[name]
-    if hospital_id is None:
-        _verify_closed(request, chosen, name, data)
-    suffix = name[name.rfind(".") :]
-    filename = f"{chosen}-{hospital_id + '-' if hospital_id else ''}{name.replace('/', '-')}"
-    return Response(
-        data,
-        media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
-        },
-    )
+    found = reconcile.statement_download(context(request).reader, _month(month), name, hospital_id)
+    return file_response(found)
 
 
-def _verify_closed(request: Request, month: Month, name: str, data: bytes) -> None:
-    """A closed month's file is regenerated from the ledger and must match the hash stored at close."""
-    with Session(context(request).reader) as session:
-        known = reconcile.closed(session, month)
-        if known is None:
-            return
-        stored = {f["name"]: f["sha256"] for f in json.loads(known.manifest)["files"]}
-    if stored.get(name) != hashlib.sha256(data).hexdigest():
-        raise Conflict(f"{month} is closed, and {name} regenerated from the ledger no longer matches its stored hash")
+def file_response(found: reconcile.Download, *, hashed: bool = True) -> Response:
+    """A file as an attachment; `hashed` adds its SHA-256 (a statement file, as its month's manifest holds)."""
+    headers = {"Content-Disposition": f'attachment; filename="{found.filename}"'}
+    if hashed:
+        headers["X-Content-SHA256"] = found.sha256
+    return Response(found.data, media_type=found.media_type, headers=headers)
 
 
 @router.post(
@@ -225,7 +180,7 @@ async def match_file(
     data = await request.body()
     if len(data) > MAX_UPLOAD_BYTES:
         raise BodyTooLarge(MAX_UPLOAD_BYTES)
-    name = _safe_name(request.headers.get("x-filename", "upload"))
+    name = reconcile.upload_name(request.headers.get("x-filename", "upload"))
 
     def compare() -> Any:
         with Session(reconcile.consistent(context(request).reader)) as session:
@@ -233,57 +188,5 @@ async def match_file(
 
     matching = await run_in_threadpool(compare)
     if format == "json":
-        return JSONResponse(_matching_body(matching))
-    from reconciliation.matching import difference_sheets
-    from reconciliation.writers import csv_bytes, xlsx_bytes
-
-    sheets = difference_sheets(matching)
-    if format == "csv":
-        body, media = csv_bytes(sheets[-1]), CONTENT_TYPES[".csv"]
-    else:
-        body, media = xlsx_bytes(sheets, chosen.start), CONTENT_TYPES[".xlsx"]
-    filename = f"{chosen}-{hospital_id}-differences.{format}"
-    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def _safe_name(raw: str) -> str:
-    """Only the last part of an uploaded file's name, as printable text: it is shown, never opened."""
-    last = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in last if ch.isprintable())[:200]
-    return cleaned or "upload"
-
-
-def _matching_body(matching: Any) -> dict[str, Any]:
-    verdict = matching.verdict
-    file = matching.file
-
-    def side(totals: Any) -> dict[str, Any]:
-        return {
-            "rows": totals.rows,
-            "settlements": totals.settlements,
-            "reversals": totals.reversals,
-            "medfee_sumamt": yuan_text(totals.medfee_sumamt),
-            "fund_pay_sumamt": yuan_text(totals.fund_pay_sumamt),
-            "acct_pay": yuan_text(totals.acct_pay),
-        }
-
-    return {
-        "month": str(matching.month),
-        "file": {
-            "name": file.name,
-            "format": file.format,
-            "encoding": file.encoding,
-            "zipped": file.zipped,
-            "problems": len(file.problems),
-            "notes": list(file.notes),
-        },
-        "verdict": {
-            "stmt_rslt": verdict.stmt_rslt,
-            "stmt_rslt_dscr": verdict.stmt_rslt_dscr,
-            "balanced": verdict.balanced,
-            "doudi": side(verdict.doudi),
-            "hospital": side(verdict.hospital),
-        },
-        "counts": matching.counts,
-        "differences": _money_rows(matching.differences, ("doudi", "hospital", "difference")),
-    }
+        return JSONResponse(reconcile.matching_body(matching))
+    return file_response(reconcile.difference_report(matching, hospital_id, format), hashed=False)

@@ -14,20 +14,16 @@ from starlette.concurrency import run_in_threadpool
 from api import openapi
 from api.auth import require
 from api.context import context, json_body, json_object
+from doudi import simulations
 from doudi.accounts import Principal
-from doudi.desk import NotFound
-from doudi.simulations import JobStatus, NoSuchJob, SimulationJobs, SimulationRefused, SimulationRequest
+from doudi.simulations import SimulationJobs, SimulationRefused, SimulationRequest
 from settlement.errors import ClaimError, FieldError
 
 router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
 
 Staff = Annotated[Principal, Depends(require("policy", "admin"))]
 
-CONTENT_TYPES = {
-    "summary.json": "application/json",
-    "report.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "report.html": "text/html; charset=utf-8",
-}
+CONTENT_TYPES = simulations.CONTENT_TYPES
 
 _TEXT: dict[str, Any] = {"type": "string"}
 _INT: dict[str, Any] = {"type": "integer"}
@@ -80,21 +76,6 @@ def jobs(request: Request) -> SimulationJobs:
 
 def _refused(err: SimulationRefused) -> ClaimError:
     return ClaimError([FieldError(field, message) for field, message in err.fields])
-
-
-def _visible(status: JobStatus, who: Principal) -> bool:
-    """Policy staff see their own jobs; admins see everyone's."""
-    return who.role == "admin" or status.owner == who.user
-
-
-def _status(request: Request, job_id: str, who: Principal) -> JobStatus:
-    try:
-        status = jobs(request).get(job_id)
-    except NoSuchJob:
-        raise NotFound(f"no simulation {job_id!r}") from None
-    if not _visible(status, who):
-        raise NotFound(f"no simulation {job_id!r}")
-    return status
 
 
 def _upload_name(request: Request) -> str:
@@ -215,7 +196,7 @@ def list_jobs(request: Request, who: Staff) -> JSONResponse:
     responses={200: openapi.ok(JOB_SCHEMA), **openapi.problems(401, 403, 404)},
 )
 def read_job(request: Request, job_id: str, who: Staff) -> JSONResponse:
-    return JSONResponse(_status(request, job_id, who).model_dump(mode="json"))
+    return JSONResponse(simulations.status_for(jobs(request), job_id, who).model_dump(mode="json"))
 
 
 @router.get(
@@ -227,13 +208,10 @@ def read_job(request: Request, job_id: str, who: Staff) -> JSONResponse:
     },
 )
 def download(request: Request, job_id: str, name: str, who: Staff) -> Response:
-    _status(request, job_id, who)
-    try:
-        path = jobs(request).file_path(job_id, name)
-    except NoSuchJob:
-        raise NotFound(f"simulation {job_id!r} has no file {name!r} (yet)") from None
-    return FileResponse(
-        path,
-        media_type=CONTENT_TYPES[name],
-        filename=f"simulation-{job_id}-{name}",
-    )
+    return file_response(jobs(request), job_id, name, who)
+
+
+def file_response(found: SimulationJobs, job_id: str, name: str, who: Principal) -> Response:
+    """A finished job's file, as `who` may see it, as an attachment."""
+    path = simulations.file_for(found, job_id, name, who)
+    return FileResponse(path, media_type=CONTENT_TYPES[name], filename=f"simulation-{job_id}-{name}")

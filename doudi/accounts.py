@@ -265,19 +265,29 @@ class WebSignIn:
 
 
 def open_web_session(session: Session, principal: Principal, now: dt.datetime) -> str:
-    """A new browser session for `principal`: the cookie value, returned this once."""
+    """A new browser session for `principal`: the cookie value, returned this once. The sign-in is audited
+    (failed attempts are not: they are counted in login_attempts), so call it as the transaction's last step."""
     cookie = secrets.token_urlsafe(32)
+    digest = _digest(cookie)
+    expires = min(now + SESSION_IDLE, now + SESSION_LIMIT)
     session.add(
         WebSession(
-            session_sha256=_digest(cookie),
+            session_sha256=digest,
             user_name=principal.user,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
-            expires_at=min(now + SESSION_IDLE, now + SESSION_LIMIT),
+            expires_at=expires,
         )
     )
     session.flush()
+    signed_in = Principal(principal.user, principal.role, principal.hospital_id, _web_session_id(digest))
+    audit(session, signed_in, "session.sign_in", principal.user, {"expires_at": expires.isoformat()}, now)
     return cookie
+
+
+def _web_session_id(session_sha256: str) -> str:
+    # Audit entries name the session by the first characters of its hash, as they name a token by its id.
+    return "web-" + session_sha256[:10]
 
 
 def web_sign_in(session: Session, cookie: str, now: dt.datetime) -> tuple[WebSignIn | None, bool]:
@@ -296,8 +306,7 @@ def web_sign_in(session: Session, cookie: str, now: dt.datetime) -> tuple[WebSig
     if found.revoked_at is not None or found.expires_at <= now:
         return None, False
     role: Role = user.role  # type: ignore[assignment]  # written only through create_user
-    # Audit entries name the session by the first characters of its hash, as they name a token by its id.
-    principal = Principal(user.name, role, user.hospital_id, "web-" + found.session_sha256[:10])
+    principal = Principal(user.name, role, user.hospital_id, _web_session_id(found.session_sha256))
     due = _next_expiry(found, now) - found.expires_at >= _SESSION_REFRESH
     return WebSignIn(principal, found.csrf_token, found.session_sha256), due
 
@@ -316,6 +325,12 @@ def end_web_session(session: Session, session_sha256: str, now: dt.datetime) -> 
     found = session.get(WebSession, session_sha256)
     if found is not None and found.revoked_at is None:
         found.revoked_at = now
+
+
+def sign_out(session: Session, signin: WebSignIn, now: dt.datetime) -> None:
+    """End the browser session `signin` stands for, audited (call it as the transaction's last step)."""
+    end_web_session(session, signin.session_sha256, now)
+    audit(session, signin.principal, "session.sign_out", signin.principal.user, {}, now)
 
 
 def end_web_sessions(session: Session, user: str, now: dt.datetime) -> int:

@@ -161,6 +161,18 @@ def _repeat(known: Settlement, digest: str) -> Outcome:
     return Outcome(False, known.setl_id, json.loads(known.record_json), known.record_json)
 
 
+REASON_MAX = 500
+
+
+def reversal_reason(raw: object) -> str:
+    """The reason a reversal is asked for, checked: present, not blank, at most REASON_MAX characters."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ClaimError([FieldError("reason", "is required: say why the settlement is reversed")])
+    if len(raw) > REASON_MAX:
+        raise ClaimError([FieldError("reason", f"is longer than {REASON_MAX} characters")])
+    return raw.strip()
+
+
 def reverse_settlement(engine: Engine, setl_id: str, reason: str, now: dt.datetime, who: Principal = SYSTEM) -> None:
     """结算撤销: negative entries dated now give back what the settlement took from every accumulator.
     A desk can reverse only its own hospital's settlements; another hospital's is not found."""

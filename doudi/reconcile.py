@@ -7,8 +7,10 @@ Money leaves the database as integer fen computed in SQL (`ledger.models.fen_sql
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,12 @@ from sqlalchemy.sql import ColumnElement
 
 from doudi import masking
 from doudi.accounts import Principal, audit
+from doudi.desk import Conflict, NotFound
 from ledger.models import LedgerEntry, MonthClose, Reversal, Settlement, fen_sql
 from reconciliation.files import Identifiers, manifest, statement_files
 from reconciliation.frames import Month
-from reconciliation.statement import Statement, build_statement
+from reconciliation.national import yuan_text
+from reconciliation.statement import Statement, Unbalanced, build_statement
 
 
 class MonthError(Exception):
@@ -257,3 +261,122 @@ def match_file(session: Session, month: Month, hospital_id: str, data: bytes, na
         found = {setl_id: f"{moment:%Y-%m}" for setl_id, moment in session.execute(query)}
         elsewhere.update({setl_id: m for setl_id, m in found.items() if m != str(month)})
     return match(ours, theirs, month, elsewhere)
+
+
+# What the API and finance's pages both hand out: the same bytes, names and checks from one place.
+CONTENT_TYPES = {
+    ".csv": "text/csv; charset=utf-8",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".zip": "application/zip",
+    ".json": "application/json",
+}
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    data: bytes
+    media_type: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def statement_download(reader: Engine, month: Month, name: str, hospital_id: str | None = None) -> Download:
+    """One file of `month`'s statement (all hospitals, or one). A closed month's file is regenerated from the
+    ledger and must match the hash stored when it closed (Conflict otherwise); an unknown name is NotFound."""
+    with Session(consistent(reader)) as session:
+        built = statement(session, month, hospital_id)
+        chosen = file_identifiers(session, month)  # masked, unless the month says otherwise
+        known = closed(session, month) if hospital_id is None else None
+    try:
+        files = statement_files(built, chosen)
+    except Unbalanced as err:
+        raise Conflict(str(err)) from None
+    if name not in files:
+        raise NotFound(f"no file {name!r} in the statement of {month}; there are: {', '.join(sorted(files))}")
+    data = files[name]
+    if known is not None:
+        stored = {f["name"]: f["sha256"] for f in json.loads(known.manifest)["files"]}
+        if stored.get(name) != hashlib.sha256(data).hexdigest():
+            raise Conflict(
+                f"{month} is closed, and {name} regenerated from the ledger no longer matches its stored hash"
+            )
+    suffix = name[name.rfind(".") :]
+    filename = f"{month}-{hospital_id + '-' if hospital_id else ''}{name.replace('/', '-')}"
+    return Download(filename, data, CONTENT_TYPES.get(suffix, "application/octet-stream"))
+
+
+def difference_report(matching: Any, hospital_id: str, format: str) -> Download:
+    """A matching's differences as a file: `csv` (the differences sheet) or `xlsx` (every sheet)."""
+    from reconciliation.matching import difference_sheets
+    from reconciliation.writers import csv_bytes, xlsx_bytes
+
+    sheets = difference_sheets(matching)
+    month: Month = matching.month
+    if format == "csv":
+        data = csv_bytes(sheets[-1])
+    elif format == "xlsx":
+        data = xlsx_bytes(sheets, month.start)
+    else:
+        raise ValueError(f"format: {format!r} is not csv or xlsx")
+    return Download(f"{month}-{hospital_id}-differences.{format}", data, CONTENT_TYPES[f".{format}"])
+
+
+def upload_name(raw: str) -> str:
+    """Only the last part of an uploaded file's name, as printable text: it is shown, never opened."""
+    last = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in last if ch.isprintable())[:200]
+    return cleaned or "upload"
+
+
+def json_rows(frame: pd.DataFrame, money: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """A frame's rows as JSON values: money (integer fen) as yuan text, dates as ISO text, missing as None."""
+    rows: list[dict[str, Any]] = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    for row in rows:
+        for key, value in row.items():
+            if key in money:
+                row[key] = None if value is None or value != value else yuan_text(int(value))  # NaN/NA: none
+            elif hasattr(value, "isoformat"):
+                row[key] = value.isoformat()
+            elif value is not None and not isinstance(value, str | int | float | bool):
+                row[key] = None if str(value) in ("<NA>", "NaT", "nan") else str(value)
+    return rows
+
+
+def matching_body(matching: Any) -> dict[str, Any]:
+    """A matching (reconciliation.matching's Matching) as JSON: the file, the verdict, every difference."""
+    verdict = matching.verdict
+    file = matching.file
+
+    def side(totals: Any) -> dict[str, Any]:
+        return {
+            "rows": totals.rows,
+            "settlements": totals.settlements,
+            "reversals": totals.reversals,
+            "medfee_sumamt": yuan_text(totals.medfee_sumamt),
+            "fund_pay_sumamt": yuan_text(totals.fund_pay_sumamt),
+            "acct_pay": yuan_text(totals.acct_pay),
+        }
+
+    return {
+        "month": str(matching.month),
+        "file": {
+            "name": file.name,
+            "format": file.format,
+            "encoding": file.encoding,
+            "zipped": file.zipped,
+            "problems": len(file.problems),
+            "notes": list(file.notes),
+        },
+        "verdict": {
+            "stmt_rslt": verdict.stmt_rslt,
+            "stmt_rslt_dscr": verdict.stmt_rslt_dscr,
+            "balanced": verdict.balanced,
+            "doudi": side(verdict.doudi),
+            "hospital": side(verdict.hospital),
+        },
+        "counts": matching.counts,
+        "differences": json_rows(matching.differences, ("doudi", "hospital", "difference")),
+    }

@@ -40,6 +40,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from doudi.accounts import Principal
+from doudi.desk import NotFound
 from doudi.masking import identifier
 from policies.library import Library
 from simulation.dataset import DatasetError, load_claims, write_claims
@@ -52,6 +54,11 @@ BUILTIN: Final = "jilin-synthetic-2014"
 BUILTIN_PEOPLE: Final = 50_000
 BUILTIN_SEED: Final = 2014
 OUTPUT_FILES: Final = ("summary.json", "report.xlsx", "report.html")
+CONTENT_TYPES: Final = {
+    "summary.json": "application/json",
+    "report.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "report.html": "text/html; charset=utf-8",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -428,6 +435,31 @@ class SimulationJobs:
         status.problems = problems
         status.finished_at = _now()
         self._save(status)
+
+
+def visible(status: JobStatus, who: Principal) -> bool:
+    """Policy staff see their own jobs; admins see everyone's."""
+    return who.role == "admin" or status.owner == who.user
+
+
+def status_for(jobs: SimulationJobs, job_id: str, who: Principal) -> JobStatus:
+    """A job's status as `who` may see it: another's job (unless `who` is an admin) is NotFound, as no job is."""
+    try:
+        status = jobs.get(job_id)
+    except NoSuchJob:
+        raise NotFound(f"no simulation {job_id!r}") from None
+    if not visible(status, who):
+        raise NotFound(f"no simulation {job_id!r}")
+    return status
+
+
+def file_for(jobs: SimulationJobs, job_id: str, name: str, who: Principal) -> Path:
+    """One of a job's output files that `who` may see; NotFound otherwise (or before it is written)."""
+    status_for(jobs, job_id, who)
+    try:
+        return jobs.file_path(job_id, name)
+    except NoSuchJob:
+        raise NotFound(f"simulation {job_id!r} has no file {name!r} (yet)") from None
 
 
 def _builtin_dataset(folder: Path) -> Path:

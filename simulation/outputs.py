@@ -31,8 +31,10 @@ def write(
     folder: Path, comparison: Comparison, summary: dict[str, Any], person_ids: Callable[[str], str] = str
 ) -> list[Path]:
     """The three files; `person_ids` turns each person number the report names (the movers) into what it
-    shows (the command passes doudi.masking.identifier: a policy report needs no one's full number)."""
+    shows, in every file alike (the command and the jobs pass doudi.masking.identifier: a report for policy
+    staff needs no one's full number)."""
     folder.mkdir(parents=True, exist_ok=True)
+    summary = shown_summary(summary, person_ids)
     written = []
     path = folder / "summary.json"
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -41,9 +43,18 @@ def write(
     path.write_bytes(workbook(comparison, summary, person_ids))
     written.append(path)
     path = folder / "report.html"
-    path.write_text(page(comparison, summary), encoding="utf-8")
+    path.write_text(page(comparison, summary), encoding="utf-8")  # drawn from the summary as shown above
     written.append(path)
     return written
+
+
+def shown_summary(summary: dict[str, Any], person_ids: Callable[[str], str] = str) -> dict[str, Any]:
+    """The summary with each person number among its movers as `person_ids` shows it (a copy)."""
+    movers = summary.get("movers")
+    if person_ids is str or not isinstance(movers, list):
+        return summary
+    shown = [{**row, "person_id": person_ids(str(row["person_id"]))} if "person_id" in row else row for row in movers]
+    return {**summary, "movers": shown}
 
 
 def workbook(comparison: Comparison, summary: dict[str, Any], person_ids: Callable[[str], str] = str) -> bytes:
@@ -71,7 +82,7 @@ def workbook(comparison: Comparison, summary: dict[str, Any], person_ids: Callab
     return xlsx_bytes(sheets, dt.datetime(2000, 1, 1))
 
 
-def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], unit: str) -> str:
+def bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], unit: str) -> str:
     """A grouped bar chart as SVG (values may be negative)."""
     width, row, left = 760, 26, 230
     colors = ["#4b77a9", "#e07b39", "#5a9e6f"]
@@ -122,20 +133,20 @@ def _table(rows: list[dict[str, Any]], headers: dict[str, str]) -> str:
 
 def page(comparison: Comparison, summary: dict[str, Any]) -> str:
     funds = comparison.funds[comparison.funds["fund"] != "total"]
-    spending = _bars(
+    spending = bars(
         "各基金支出 spending by fund (yuan)",
         list(funds["name"]),
         {"baseline": list(funds["baseline"] / 100), "reform": list(funds["reform"] / 100)},
         "yuan",
     )
-    burden = _bars(
+    burden = bars(
         "个人负担分布 patient burden per claim, percentiles (yuan)",
         [f"p{p}" for p in comparison.burden["percentile"]],
         {"baseline": list(comparison.burden["baseline"] / 100), "reform": list(comparison.burden["reform"] / 100)},
         "yuan",
     )
     category = comparison.by_group["category"]
-    gains = _bars(
+    gains = bars(
         "按救助身份的基金支出变化 change in fund spending by category (yuan)",
         list(category["group"]),
         {"reform − baseline": list(category["difference"] / 100)},

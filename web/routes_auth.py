@@ -107,7 +107,7 @@ def logout(request: Request, posted: Anyone) -> Response:
     signin, _form = posted
     ctx = context(request)
     with Session(ctx.engine) as session, session.begin():
-        accounts.end_web_session(session, signin.session_sha256, ctx.clock())
+        accounts.sign_out(session, signin, ctx.clock())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

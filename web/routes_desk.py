@@ -25,7 +25,7 @@ from api import routes_desk as api_desk
 from api.context import Context, context
 from doudi import registry, services
 from doudi.accounts import WebSignIn
-from doudi.desk import NotFound, quote_claim, settle_claim, visible_to
+from doudi.desk import NotFound, quote_claim, reversal_reason, reverse_settlement, settle_claim, visible_to
 from doudi.registry import category_on, complete_claim
 from ledger.models import CategoryPeriod, Hospital, Person, Region, Reversal, Settlement
 from ledger.repository import snapshot
@@ -81,9 +81,7 @@ def desk_home(request: Request, signin: Desk) -> Response:
 def _settlements(request: Request, signin: WebSignIn, day: dt.date) -> list[dict[str, Any]]:
     """The desk's hospital's settlements recorded on `day`, newest first: GET /v1/settlements's own answer
     (and its rule that a desk sees its own hospital's only)."""
-    listed = api_desk.list_settlements(request, signin.principal, None, day, 1000)
-    found: list[dict[str, Any]] = json.loads(bytes(listed.body))["settlements"]
-    return found
+    return api_desk.settlement_list(context(request).reader, signin.principal, None, day, 1000)
 
 
 @router.get("/desk/today")
@@ -389,8 +387,8 @@ def reverse_page(request: Request, setl_id: str, posted: DeskPost) -> Response:
     if not confirmed:
         errors["confirm"] = ["desk.confirm_needed"]
     else:
-        try:  # the API's own route: its reason checks, then the reversal, audited
-            api_desk.reverse(request, setl_id, signin.principal, {"reason": reason})
+        try:  # the API's reason checks, then the reversal, audited
+            reverse_settlement(ctx.engine, setl_id, reversal_reason(reason), ctx.clock(), signin.principal)
         except ClaimError as err:
             errors = field_errors(list(err.errors))
     if errors:

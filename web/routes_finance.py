@@ -173,25 +173,35 @@ def _hospital_view(
 
 @router.get("/finance/{month}/files/{name:path}")
 def download(request: Request, month: str, name: str, signin: Finance, hospital_id: str | None = None) -> Response:
-    # The API's own route: the same files, and a closed month's file checked against its stored hash.
-    return api_reconciliation.download(request, month, name, signin.principal, hospital_id)
+    # The API's own files, and a closed month's file checked against its stored hash.
+    found = reconcile.statement_download(context(request).reader, _month(month), name, hospital_id)
+    return api_reconciliation.file_response(found)
 
 
 @router.post("/finance/{month}/hospitals/{hospital_id}/match")
 def match_page(request: Request, month: str, hospital_id: str, posted: FinancePost) -> Response:
-    """Compare a hospital's own detail file with the ledger: read-only, whatever the file holds."""
+    """Compare a hospital's own detail file with the ledger: read-only, whatever the file holds. With `format`
+    (csv or xlsx) the answer is the difference report as a file, as the API's match route gives it."""
     _signin, form = posted
     chosen = _month(month)
     uploaded = file_field(form, "file")
-    built, closed = _statement(request, chosen, hospital_id)
+    report = text_field(form, "format")
+    errors: dict[str, list[str]] = {}
     if uploaded is None:
-        errors = {"file": ["finance.file_missing"]}
+        errors["file"] = ["finance.file_missing"]
+    if report not in ("", "csv", "xlsx"):
+        errors["file"] = [*errors.get("file", []), "finance.bad_format"]
+    if uploaded is None or errors:
+        built, closed = _statement(request, chosen, hospital_id)
         return _hospital_view(request, chosen, hospital_id, built, closed, errors=errors, status=422)
     name, data = uploaded
-    safe = api_reconciliation._safe_name(name)
-    with Session(context(request).reader) as session:
+    safe = reconcile.upload_name(name)
+    with Session(reconcile.consistent(context(request).reader)) as session:
         found = reconcile.match_file(session, chosen, hospital_id, data, safe)
-    body = api_reconciliation._matching_body(found)
+    if report:
+        return api_reconciliation.file_response(reconcile.difference_report(found, hospital_id, report), hashed=False)
+    built, closed = _statement(request, chosen, hospital_id)
+    body = reconcile.matching_body(found)
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in body["differences"]:
         groups.setdefault(row["kind"], []).append(row)

@@ -20,10 +20,10 @@ from starlette.datastructures import FormData
 
 from api import routes_simulations as api_simulations
 from api.context import context
-from doudi import services
+from doudi import services, simulations
 from doudi.accounts import ROLES, WebSignIn
 from doudi.simulations import DatasetRefused, JobStatus, SimulationJobs, SimulationRefused, SimulationRequest
-from simulation.outputs import _bars as bar_chart  # the report's own charts, drawn from its summary
+from simulation.outputs import bars as bar_chart  # the report's own charts, drawn from its summary
 from web.pages import PageError, PageRoute, file_field, posting, render, signed_in, text_field
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -200,9 +200,7 @@ def jobs_page(request: Request, signin: Drafter) -> Response:
 
 
 def _job(request: Request, job_id: str, signin: WebSignIn) -> JobStatus:
-    _jobs(request)
-    found: JobStatus = api_simulations._status(request, job_id, signin.principal)  # the API's visibility rule
-    return found
+    return simulations.status_for(_jobs(request), job_id, signin.principal)  # the API's visibility rule
 
 
 @router.get("/policy/jobs/{job_id}")
@@ -228,8 +226,7 @@ def job_status(request: Request, job_id: str, signin: Drafter) -> JSONResponse:
 
 @router.get("/policy/jobs/{job_id}/files/{name}")
 def job_file(request: Request, job_id: str, name: str, signin: Drafter) -> Response:
-    _jobs(request)
-    return api_simulations.download(request, job_id, name, signin.principal)
+    return api_simulations.file_response(_jobs(request), job_id, name, signin.principal)
 
 
 def _yuan_float(text: Any) -> float:

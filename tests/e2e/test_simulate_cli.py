@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from doudi.cli import app
@@ -29,6 +30,11 @@ def test_generate_then_simulate_a_reform(tmp_path: Path) -> None:
     assert (out / "report.xlsx").stat().st_size > 0
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<svg" in page and "http" not in page.replace("http://www.w3.org", "")  # opens offline
+    # The movers are named by masked numbers in every file: the dataset's own numbers appear in none.
+    people = set(pd.read_parquet(claims, columns=["person_id"])["person_id"].astype(str))
+    movers = [row["person_id"] for row in summary["movers"]]
+    assert movers and all(m.startswith("*") and m not in people for m in movers)
+    assert not any(p in page for p in people)
 
     same = runner.invoke(app, ["simulate", "--claims", str(claims), *BASELINE, "--out", str(tmp_path / "same")])
     assert same.exit_code == 0, same.output

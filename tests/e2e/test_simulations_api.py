@@ -130,6 +130,8 @@ def test_a_job_runs_to_the_end_and_its_files_equal_the_commands(
         assert got.status_code == 200, name
         assert got.content == (out / name).read_bytes(), name
     assert "jl-meihekou" in got.text and "<svg" in got.text
+    movers = status["summary"]["movers"]  # masked here as in the command's files, compared above
+    assert movers and all(row["person_id"].startswith("*") for row in movers)
 
     # Only the job's own files; only its owner (and admins) see it.
     for name in ("job.json", "../job.json", "job.pickle", "nothing.txt"):

@@ -14,6 +14,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import re
 import secrets
 import zipfile
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.app import create_app
-from doudi import demo, services
+from doudi import demo, reconcile, services
 from doudi.cli import app as doudi_cli
 from ledger.models import Reversal, Settlement, User
 from tests.e2e.conftest import Clock
@@ -253,6 +254,39 @@ def test_finance_downloads_match_and_close(web: Web) -> None:
     nothing = finance.post("/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": token})
     assert nothing.status_code == 422 and field_error(nothing.text, "file")
 
+    # The difference report, as a file: the API's own bytes for the same upload.
+    upload = {"file": ("their.txt", changed.encode("utf-8"), "text/plain")}
+    for kind, media in (("csv", "text/csv"), ("xlsx", "application/vnd.openxmlformats")):
+        report = finance.post(
+            "/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": token, "format": kind}, files=upload
+        )
+        assert report.status_code == 200 and report.headers["content-type"].startswith(media), report.text[:300]
+        assert f'filename="2014-06-JL-PROV-H001-differences.{kind}"' in report.headers["content-disposition"]
+        from_api = TestClient(web.app).post(
+            f"/v1/reconciliation/2014-06/match?hospital_id=JL-PROV-H001&format={kind}",
+            content=changed.encode("utf-8"),
+            headers={"X-Filename": "their.txt", "Authorization": f"Bearer {web.tokens['demo-finance']}"},
+        )
+        assert from_api.status_code == 200 and report.content == from_api.content
+    csv_report = finance.post(
+        "/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": token, "format": "csv"}, files=upload
+    )
+    assert rows[0][0] in csv_report.content.decode("utf-8-sig")  # the changed settlement is in the report
+    odd = finance.post(
+        "/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": token, "format": "pdf"}, files=upload
+    )
+    assert odd.status_code == 422 and field_error(odd.text, "file")
+    forged = finance.post(
+        "/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": "forged", "format": "csv"}, files=upload
+    )
+    assert forged.status_code == 403 and "differences" not in forged.headers.get("content-disposition", "")
+    desk = web.sign_in("demo-desk")
+    desk_token = csrf_of(desk.get("/desk").text)
+    refused = desk.post(
+        "/finance/2014-06/hospitals/JL-PROV-H001/match", data={"csrf_token": desk_token, "format": "csv"}, files=upload
+    )
+    assert refused.status_code == 403 and "differences" not in refused.headers.get("content-disposition", "")
+
     unconfirmed = finance.post("/finance/2014-06/close", data={"csrf_token": token, "month_again": "2014-06"})
     assert unconfirmed.status_code == 422 and field_error(unconfirmed.text, "month_again")
     mistyped = finance.post("/finance/2014-06/close", data={"csrf_token": token, "confirm": "on", "month_again": "06"})
@@ -367,3 +401,24 @@ def yaml_keys(path: Path) -> set[str]:
         return keys
 
     return walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def test_an_unexpected_failure_is_a_plain_page_with_no_trace(
+    web: Web, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    finance = web.sign_in("demo-finance")
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("secret-internal-detail: months table exploded")
+
+    monkeypatch.setattr(reconcile, "months", broken)
+    with caplog.at_level(logging.ERROR):
+        failed = finance.get("/finance", headers={"Accept": "text/html"})
+    assert failed.status_code == 500 and failed.headers["content-type"].startswith("text/html")
+    assert "<h1>" in failed.text and "服务器出错" in failed.text  # the catalogue's plain words
+    for leak in ("Traceback", "secret-internal-detail", "RuntimeError", "routes_finance", 'File "'):
+        assert leak not in failed.text, leak
+    assert "content-security-policy" in failed.headers  # still a page like every other
+    # The trace goes to the log, for the administrator.
+    assert any(r.exc_info and "secret-internal-detail" in str(r.exc_info[1]) for r in caplog.records)
+    assert finance.get("/finance/2014-06").status_code == 200  # and the next page works as before

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from doudi import accounts
+from doudi import audit as audit_chain
 from doudi.cli import app as doudi_cli
-from ledger.models import LoginAttempt, User
+from ledger.models import AuditEntry, LoginAttempt, User
 from tests.e2e.test_web_pages import NOW, Web, csrf_of, field_error, web  # noqa: F401  (the fixture)
 
 
@@ -164,3 +165,33 @@ def test_after_sign_in_the_next_page_is_never_another_site(web: Web) -> None:  #
             data={"name": "demo-desk", "password": web.passwords["demo-desk"], "csrf_token": token, "next": target},
         )
         assert answer.headers["location"] == landing
+
+
+def test_signing_in_and_out_is_audited_and_failed_attempts_are_not(web: Web) -> None:  # noqa: F811
+    def entries() -> list[tuple[str, str, str | None, dt.datetime]]:
+        with Session(web.engine) as session:
+            rows = session.execute(
+                select(AuditEntry.action, AuditEntry.user_name, AuditEntry.token_id, AuditEntry.at)
+                .where(AuditEntry.action.like("session.%"))
+                .order_by(AuditEntry.id)
+            ).all()
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    assert _attempt(web, "demo-finance", "not-the-password") == 401
+    assert _attempt(web, "nobody", "not-the-password") == 401
+    assert entries() == []  # failed attempts are counted in login_attempts only
+    with Session(web.engine) as session:
+        assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 2
+
+    client = web.sign_in("demo-finance")
+    web.clock.now = NOW + dt.timedelta(minutes=5)
+    assert client.post("/logout", data={"csrf_token": csrf_of(client.get("/finance").text)}).status_code == 303
+    found = entries()
+    assert [(action, user) for action, user, _token, _at in found] == [
+        ("session.sign_in", "demo-finance"),
+        ("session.sign_out", "demo-finance"),
+    ]
+    # Both name the same browser session, as a token's writes name the token; each at its own time.
+    assert found[0][2] == found[1][2] and str(found[0][2]).startswith("web-")
+    assert found[0][3] == NOW and found[1][3] == NOW + dt.timedelta(minutes=5)
+    assert audit_chain.verify(web.engine).intact  # appended to the hash chain, which still holds
