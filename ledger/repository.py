@@ -7,9 +7,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from ledger.models import LedgerEntry, Settlement
@@ -64,7 +64,7 @@ def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict
     canonical = canonical_claim(claim)
     record_json = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     session.execute(
-        insert(Settlement),
+        insert(_SETTLEMENTS),
         {
             "setl_id": setl_id,
             "medins_setl_id": claim.claim_id,
@@ -106,8 +106,12 @@ def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict
         )
     # One statement per row, sent as a batch: a fixed statement text is prepared once, where a
     # multi-row VALUES list would be a new text (parsed again by the driver) for each count of funds.
-    session.execute(insert(LedgerEntry).execution_options(render_nulls=True), entries)
+    session.execute(insert(_ENTRIES), entries)
     return record_json
+
+
+_SETTLEMENTS = cast(Table, Settlement.__table__)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
 
 
 def _entry(setl_id: str, tier: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
