@@ -12,7 +12,8 @@ benchmark measures that path end to end, as a client sees it:
    one process, no reload) started as a separate process, with its working directory in a scratch folder
    (so `var/demo-tokens/` is written there, not into the repository), on a fresh SQLite file and on a fresh
    PostgreSQL database (created for the run and dropped after). It is stopped with SIGINT at the end.
-   `--workers W` passes `--workers W` to `doudi serve` (W uvicorn processes; default 1, not passed).
+   `--workers W` passes `--workers W` to `doudi serve` (W uvicorn processes; default 1, not passed), and
+   `--server-cpu N` passes `--cpu N` (the one server process kept on core N).
 2. Before timing, 2,000 people (households of one to four, region 220581, every assistance category, some
    changing category mid-year) are registered through the admin API (`PUT /v1/people/{id}`).
 3. Load comes from another process (multiprocessing, spawn): a closed loop of C concurrent clients, each
@@ -519,13 +520,15 @@ def free_port() -> int:
         return port
 
 
-def start_server(url: str, folder: Path, workers: int = 1, timeout_s: float = 120.0) -> Server:
+def start_server(url: str, folder: Path, workers: int = 1, timeout_s: float = 120.0, cpu: int | None = None) -> Server:
     """`doudi serve --demo` on `url`, run in `folder`; returns once /healthz answers and the tokens exist."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [str(DOUDI), "serve", "--demo", "--port", str(port), "--database-url", url]
     if workers > 1:
         command += ["--workers", str(workers)]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
     log = folder / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "DOUDI_DATABASE_URL"} | {"PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
@@ -785,7 +788,7 @@ def bench_database(
     with database(kind, folder, args.postgres_url) as url:
         print(f"\n[{kind}] starting the server on a fresh database ...", flush=True)
         git_at_start = git_head()
-        server = start_server(url, folder, args.workers)
+        server = start_server(url, folder, args.workers, cpu=args.server_cpu)
         stopped: int | None = None
         try:
             print(f"[{kind}] {shlex.join(server.command)}  (cwd {folder})", flush=True)
@@ -943,6 +946,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes (`doudi serve --workers`, default 1: not passed)"
     )
+    parser.add_argument(
+        "--server-cpu", type=int, help="keep the (one) server process on this core (`doudi serve --cpu`)"
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server to create a scratch database on")
     parser.add_argument("--scratch", type=Path, help="scratch folder (default: a new temporary folder, removed)")
     parser.add_argument("--out", default="bench/results/service.json", help="JSON output file")
@@ -1032,6 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "people": args.people,
             "seed": args.seed,
             "server_workers": args.workers,
+            "server_cpu": args.server_cpu,
             "generator": {
                 "kind": args.generator,
                 "processes": args.generator_processes,

@@ -7,6 +7,7 @@ the input (every problem is printed, each naming its file or field), 2 a usage e
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,12 +122,23 @@ def serve(
         ),
     ] = 1,
     database_url: DatabaseOption = None,
+    cpu: Annotated[
+        int | None,
+        typer.Option(
+            "--cpu",
+            min=0,
+            help="Keep the (one) server process on this core (Linux). Its request threads then stop handing "
+            "Python's interpreter lock between cores, which cost up to half of its settlements on two cores.",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP service: migrate the database, optionally seed the demo region, and serve."""
     import datetime as dt
-    import os
 
     import uvicorn
+
+    if cpu is not None:
+        _pin_to_core(cpu, workers)
 
     from api.app import create_app, open_engine
     from api.app import database_url as resolve_url
@@ -168,6 +180,22 @@ def serve(
             workers=workers,
             log_config=logs.uvicorn_config(),
         )
+
+
+def _pin_to_core(cpu: int, workers: int) -> None:
+    """Run this process, and every thread it starts from now on, on core `cpu` only."""
+    if workers != 1:
+        _fail(["--cpu: keeps one server process on one core; with --workers, leave the cores to the workers"])
+    if not hasattr(os, "sched_setaffinity"):
+        _fail(["--cpu: this system cannot keep a process on a core (Linux can)"])
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu not in allowed:
+        _fail([f"--cpu: core {cpu} is not one this process may use ({', '.join(map(str, allowed))})"])
+    # Every thread already running (libraries start some on import) as well as this one; later threads
+    # inherit it from the thread that starts them.
+    tasks = Path("/proc/self/task")
+    for thread in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        os.sched_setaffinity(thread, {cpu})
 
 
 users_app = typer.Typer(

@@ -4,6 +4,7 @@ settlement of the leukaemia case answers 201, then 200 for the same request."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +49,31 @@ def test_serve_demo_settles_the_readme_example(server: tuple[str, Path, subproce
     assert httpx.post(f"{base}/v1/settlements", content=claim, timeout=10).status_code == 401
     document = httpx.get(f"{base}/openapi.json", timeout=10).json()
     assert "/v1/settlements" in document["paths"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="keeping a process on a core needs Linux")
+def test_serve_on_one_core_keeps_every_thread_there(tmp_path: Path) -> None:
+    core = max(os.sched_getaffinity(0))
+    port = free_port()
+    command = [str(DOUDI), "serve", "--port", str(port), "--cpu", str(core)]
+    process = launch(command, tmp_path, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, tmp_path / "server.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, process, timeout_s=60)
+        for _ in range(20):  # the request threads start with the first requests
+            assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        threads = list(Path(f"/proc/{process.pid}/task").iterdir())
+        assert len(threads) > 1
+        for thread in threads:
+            status = (thread / "status").read_text()
+            assert f"Cpus_allowed_list:\t{core}\n" in status, status
+    finally:
+        stop(process)
+
+
+def test_serve_refuses_a_core_it_cannot_use_and_workers_on_one_core(tmp_path: Path) -> None:
+    run = {"capture_output": True, "text": True, "timeout": 60, "cwd": tmp_path}
+    taken = subprocess.run([str(DOUDI), "serve", "--cpu", "4096"], **run)  # type: ignore[call-overload]
+    assert taken.returncode == 1 and "--cpu: core 4096 is not one this process may use" in taken.stderr
+    both = subprocess.run([str(DOUDI), "serve", "--cpu", "0", "--workers", "2"], **run)  # type: ignore[call-overload]
+    assert both.returncode == 1 and "--cpu" in both.stderr and "--workers" in both.stderr
