@@ -103,7 +103,7 @@ def payment_reconciliation(
     except ValueError as err:
         raise ClaimError([FieldError("month", str(err))]) from None
     ctx = context(request)
-    with Session(ctx.reader) as session:
+    with reconcile.month_session(ctx.reader) as session:
         built = reconcile.statement(session, chosen, hospital)
         closed = reconcile.closed(session, chosen)
         closed_at = closed.closed_at if closed is not None else None

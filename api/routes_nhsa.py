@@ -430,7 +430,7 @@ def totals(request: Request, _who: Finance, body: Body) -> JSONResponse:
     def work() -> Any:
         ctx = context(request)
         parsed = nhsa.statement_request(body, "3201", dictionary_of(request))
-        with Session(ctx.reader) as session:
+        with reconcile.month_session(ctx.reader) as session:
             hospital, month = _statement_header(session, parsed)
             rows = detail_rows(reconcile.statement(session, month, hospital))
             kinds: dict[str, tuple[str, str]] = {}
@@ -470,7 +470,7 @@ def details(request: Request, _who: Finance, body: Body) -> JSONResponse:
     def work() -> Any:
         ctx = context(request)
         parsed = nhsa.statement_request(body, "3202", dictionary_of(request))
-        with Session(ctx.reader) as session:
+        with reconcile.month_session(ctx.reader) as session:
             hospital, month = _statement_header(session, parsed)
             matching = reconcile.match_file(session, month, hospital, parsed.file, parsed.filename)
             ours = detail_rows(reconcile.statement(session, month, hospital))

@@ -38,7 +38,7 @@ def _month(text: str) -> Month:
 
 
 def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple[Statement, bool]:
-    with Session(reconcile.consistent(context(request).reader)) as session:
+    with reconcile.month_session(context(request).reader) as session:
         return reconcile.statement(session, month, hospital_id), reconcile.closed(session, month) is not None
 
 
@@ -183,7 +183,7 @@ async def match_file(
     name = reconcile.upload_name(request.headers.get("x-filename", "upload"))
 
     def compare() -> Any:
-        with Session(reconcile.consistent(context(request).reader)) as session:
+        with reconcile.month_session(context(request).reader) as session:
             return reconcile.match_file(session, chosen, hospital_id, data, name)
 
     matching = await run_in_threadpool(compare)

@@ -458,7 +458,7 @@ def reconcile_statement(
 
     chosen = _month(month)
     _step(f"reading {chosen} from the ledger")
-    with _session_for(database_url) as session:
+    with _session_for(database_url) as plain, reconcile.month_session(plain.get_bind()) as session:
         built = reconcile.statement(session, chosen, hospital)
     _step(f"{len(built.detail)} detail rows, {len(built.summary)} hospital × fund rows; writing files")
     try:

@@ -138,6 +138,12 @@ def consistent(engine: Engine) -> Engine:
     return engine
 
 
+def month_session(engine: Engine) -> Session:
+    """A session for reading a month's statement: one snapshot for all of its queries (see `consistent`).
+    Every reader of a statement opens its session here, so that none of them can meet a half-moved month."""
+    return Session(consistent(engine))
+
+
 def statement(session: Session, month: Month, hospital_id: str | None = None) -> Statement:
     settlements, entries, totals = read_month(session, month)
     return build_statement(month, settlements, entries, totals, carried_into(session, month), hospital_id)
@@ -286,7 +292,7 @@ class Download:
 def statement_download(reader: Engine, month: Month, name: str, hospital_id: str | None = None) -> Download:
     """One file of `month`'s statement (all hospitals, or one). A closed month's file is regenerated from the
     ledger and must match the hash stored when it closed (Conflict otherwise); an unknown name is NotFound."""
-    with Session(consistent(reader)) as session:
+    with month_session(reader) as session:
         built = statement(session, month, hospital_id)
         chosen = file_identifiers(session, month)  # masked, unless the month says otherwise
         known = closed(session, month) if hospital_id is None else None

@@ -74,7 +74,7 @@ def months_page(request: Request, signin: Finance) -> Response:
 
 
 def _statement(request: Request, month: Month, hospital_id: str | None) -> tuple[Statement, Any]:
-    with Session(context(request).reader) as session:
+    with reconcile.month_session(context(request).reader) as session:
         return reconcile.statement(session, month, hospital_id), reconcile.closed(session, month)
 
 
@@ -196,7 +196,7 @@ def match_page(request: Request, month: str, hospital_id: str, posted: FinancePo
         return _hospital_view(request, chosen, hospital_id, built, closed, errors=errors, status=422)
     name, data = uploaded
     safe = reconcile.upload_name(name)
-    with Session(reconcile.consistent(context(request).reader)) as session:
+    with reconcile.month_session(context(request).reader) as session:
         found = reconcile.match_file(session, chosen, hospital_id, data, safe)
     if report:
         return api_reconciliation.file_response(reconcile.difference_report(found, hospital_id, report), hashed=False)
