@@ -35,11 +35,12 @@ from api import (
     routes_registry,
     routes_simulations,
 )
-from api.auth import Forbidden, Unauthenticated
 from api.context import BodyTooLarge, Context, body_limit
 from doudi import logs, masking, services
+from doudi.accounts import Forbidden, Unauthenticated
 from doudi.catalogue import Catalogue, PublishRefused
 from doudi.desk import Conflict, NotFound, reader, serialise_sqlite_writes
+from doudi.group_desk import DatabaseUnavailable, GroupDesk
 from doudi.simulations import SimulationJobs
 from interop.dictionary import load_dictionary
 from ledger.migrations import upgrade
@@ -124,7 +125,11 @@ def create_app(
     archive_dir = archive or Path(os.environ.get(ARCHIVE_ENV, DEFAULT_ARCHIVE))
     simulations_dir = simulations or simulations_folder(found_url)
     jobs = SimulationJobs(simulations_dir, catalogue.library)
-    app.state.context = Context(engine, reader(engine), catalogue, clock, archive_dir, jobs)
+    # On PostgreSQL, settlements sent at the same moment are recorded in one transaction (doudi/group_desk.py).
+    group = GroupDesk(found_url, catalogue, clock) if engine.dialect.name == "postgresql" else None
+    app.state.context = Context(engine, reader(engine), catalogue, clock, archive_dir, jobs, group)
+    if group is not None:
+        app.router.on_shutdown.append(group.close)
     # The national platform's codes as this province writes them (DOUDI_NHSA_DICTIONARY): a bad file stops here.
     app.state.nhsa_dictionary = load_dictionary()
     routes = (routes_desk, routes_registry, routes_policies, routes_reconciliation, routes_accounts, routes_audit)
@@ -222,6 +227,7 @@ def _handle_errors(app: FastAPI) -> None:
         return problem(err.status_code, str(err.detail), str(err.detail), headers=getattr(err, "headers", None))
 
     async def _database_down(_request: Request, err: Exception) -> JSONResponse:
+        # DBAPIError from SQLAlchemy; DatabaseUnavailable from the group desk, which uses psycopg directly.
         if isinstance(err, DBAPIError) and not (isinstance(err, OperationalError) or err.connection_invalidated):
             raise err  # a programming error, not an outage: let it be a 500 and be seen
         return problem(
@@ -232,6 +238,7 @@ def _handle_errors(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(DatabaseUnavailable, _database_down)
 
     async def _too_busy(_request: Request, _err: Exception) -> JSONResponse:
         # Every pooled connection stayed busy for the pool's timeout: an overload, not a fault in the request.

@@ -10,18 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.context import context, read_session, unsafe_text
-from doudi.accounts import Principal, Role, authenticate
+from doudi.accounts import Principal, Role, Unauthenticated, allowed, authenticate
 from settlement.errors import ClaimError, FieldError
 
 bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
-
-
-class Unauthenticated(Exception):
-    pass
-
-
-class Forbidden(Exception):
-    pass
 
 
 def require(*roles: Role) -> Callable[..., Principal]:
@@ -35,22 +27,24 @@ def require(*roles: Role) -> Callable[..., Principal]:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
         try:
-            principal = authenticate(session, credentials.credentials, context(request).clock())
+            found = authenticate(session, credentials.credentials, context(request).clock())
         finally:
             # Give the connection back now: the route runs in another pool thread, and a connection held
             # across that hop lets a burst of requests stall, each waiting for a connection another holds.
             # The route's reads take one again through the same session.
             session.close()
-        if principal is None:
-            raise Unauthenticated("the token is unknown, expired or revoked")
-        if principal.role not in roles:
-            raise Forbidden(f"the {principal.role!r} role cannot do this; it needs {' or '.join(roles)}")
-        # Path and query values reach lookups and filters as given; a control character (NUL above all,
-        # which PostgreSQL refuses to read) or an invisible one is refused here, on its parameter's name.
-        parameters = [*request.path_params.items(), *request.query_params.multi_items()]
-        refused = [FieldError(name, reason) for name, value in parameters if (reason := unsafe_text(str(value)))]
-        if refused:
-            raise ClaimError(refused)
+        principal = allowed(found, roles)
+        refuse_unsafe_parameters(request)
         return principal
 
     return caller
+
+
+def refuse_unsafe_parameters(request: Request) -> None:
+    """ClaimError on each path or query parameter holding a refused character."""
+    # Path and query values reach lookups and filters as given; a control character (NUL above all,
+    # which PostgreSQL refuses to read) or an invisible one is refused here, on its parameter's name.
+    parameters = [*request.path_params.items(), *request.query_params.multi_items()]
+    refused = [FieldError(name, reason) for name, value in parameters if (reason := unsafe_text(str(value)))]
+    if refused:
+        raise ClaimError(refused)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from doudi.catalogue import Catalogue
+from doudi.group_desk import GroupDesk
 from doudi.simulations import SimulationJobs
 from settlement.claims import decode_json
 from settlement.errors import ClaimError, FieldError
@@ -98,6 +99,13 @@ class Context:
     clock: Callable[[], dt.datetime]
     archive: Path  # closed months' files
     simulations: SimulationJobs  # policy simulations run in the background (doudi/simulations.py)
+    group: GroupDesk | None = None  # POST /v1/settlements on PostgreSQL (doudi/group_desk.py); None: one by one
+
+    def close(self) -> None:
+        """Give back every database connection (the group desk's thread ends once its queue is done)."""
+        if self.group is not None:
+            self.group.close()
+        self.engine.dispose()
 
 
 def context(request: Request) -> Context:

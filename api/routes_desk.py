@@ -8,15 +8,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import openapi
-from api.auth import require
-from api.context import Context, context, json_body, json_object, read_session
+from api.auth import bearer, refuse_unsafe_parameters, require
+from api.context import BodyTooLarge, Context, context, json_body, json_object, read_session
 from doudi import services
-from doudi.accounts import Principal
-from doudi.desk import NotFound, quote_claim, reversal_reason, reverse_settlement, settle_claim, visible_to
+from doudi.accounts import Principal, Unauthenticated, allowed, authenticate
+from doudi.desk import (
+    NotFound,
+    answer_body,
+    quote_claim,
+    reversal_reason,
+    reverse_settlement,
+    settle_claim,
+    visible_to,
+)
 from doudi.registry import complete_claim
 from ledger.models import Person, Reversal, Settlement
 from ledger.repository import snapshot
@@ -84,13 +94,38 @@ def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResp
     },
     status_code=201,
 )
-def settle(request: Request, who: Desk, body: Body, session: Reading) -> Response:
+async def settle(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Response:
     ctx = context(request)
-    library, policy_id, claim = _claim(ctx, session, who, body)
+    token = credentials.credentials if credentials is not None else None
+    # The body is read here rather than by a dependency: a bad token is answered before a bad body, as on
+    # every route, and the token is checked with the claim (in its group, on PostgreSQL).
+    body: Any
+    try:
+        body = await json_body(request)
+    except (ClaimError, BodyTooLarge) as err:
+        body = err
+    refuse_unsafe_parameters(request)
+    if ctx.group is not None:
+        answer = await ctx.group.settle(token, body)
+        created, content = answer.created, answer.body
+    else:
+        created, content = await run_in_threadpool(_settle_one, ctx, token, body)
+    return Response(content, status_code=201 if created else 200, media_type="application/json")
+
+
+def _settle_one(ctx: Context, token: str | None, body: Any) -> tuple[bool, bytes]:
+    """Settle one claim in its own transaction (SQLite, where writers take turns anyway)."""
+    with Session(ctx.reader) as session:
+        if token is None:
+            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        who = allowed(authenticate(session, token, ctx.clock()), ("desk",))
+        if isinstance(body, Exception):
+            raise body
+        library, policy_id, claim = _claim(ctx, session, who, body)
     outcome = settle_claim(ctx.engine, library, policy_id, claim, ctx.clock(), who)
-    # The record as stored, with the settlement id first: the same bytes a repeat is answered with.
-    body = f'{{"setl_id":{json.dumps(outcome.setl_id)},{outcome.record_json[1:]}'
-    return Response(body, status_code=201 if outcome.created else 200, media_type="application/json")
+    return outcome.created, answer_body(outcome.setl_id, outcome.record_json)
 
 
 @router.get(

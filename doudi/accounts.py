@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -41,10 +42,29 @@ class Principal:
     token_id: str | None
 
 
+class Unauthenticated(Exception):
+    """No token, or one that is unknown, expired or revoked (HTTP 401)."""
+
+
+class Forbidden(Exception):
+    """A valid token of a role that cannot do what was asked (HTTP 403)."""
+
+
+def allowed(principal: Principal | None, roles: Iterable[str]) -> Principal:
+    """`principal` if it may act in one of `roles`; Unauthenticated when there is none, else Forbidden."""
+    if principal is None:
+        raise Unauthenticated("the token is unknown, expired or revoked")
+    roles = tuple(roles)
+    if principal.role not in roles:
+        raise Forbidden(f"the {principal.role!r} role cannot do this; it needs {' or '.join(roles)}")
+    return principal
+
+
 SYSTEM = Principal("system", "admin", None, None)  # writes made by `doudi` commands on the server itself
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What is stored of a token: its SHA-256."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -80,7 +100,7 @@ def issue_token(session: Session, user: str, now: dt.datetime, lifetime: dt.time
         ApiToken(
             token_id=token_id_of(token),
             user_name=user,
-            token_sha256=_digest(token),
+            token_sha256=token_digest(token),
             created_at=now,
             expires_at=now + lifetime if lifetime else None,
         )
@@ -110,20 +130,37 @@ def revoke(session: Session, user: str, now: dt.datetime, token_id: str | None =
 
 def authenticate(session: Session, token: str, now: dt.datetime) -> Principal | None:
     """The principal a bearer token stands for, or None when it is unknown, revoked or expired."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    if not token_shape_ok(token):
         return None
     row = session.execute(
         select(ApiToken, User)
         .join(User, User.name == ApiToken.user_name)
-        .where(ApiToken.token_sha256 == _digest(token))
+        .where(ApiToken.token_sha256 == token_digest(token))
     ).first()
     if row is None:
         return None
     found, user = row
-    if found.revoked_at is not None or (found.expires_at is not None and found.expires_at <= now):
+    return principal_of(found.token_id, found.expires_at, found.revoked_at, user.name, user.role, user.hospital_id, now)
+
+
+def token_shape_ok(token: str) -> bool:
+    """Whether `token` can be one of ours at all (checked before any look-up)."""
+    return token.startswith(TOKEN_PREFIX) and len(token) <= 200
+
+
+def principal_of(
+    token_id: str,
+    expires_at: dt.datetime | None,
+    revoked_at: dt.datetime | None,
+    user: str,
+    role: str,
+    hospital_id: str | None,
+    now: dt.datetime,
+) -> Principal | None:
+    """The principal of a stored token as of `now`: None once it is revoked or has expired."""
+    if revoked_at is not None or (expires_at is not None and expires_at <= now):
         return None
-    role: Role = user.role  # type: ignore[assignment]  # written only through create_user
-    return Principal(user.name, role, user.hospital_id, found.token_id)
+    return Principal(user, role, hospital_id, token_id)  # type: ignore[arg-type]  # roles written only by create_user
 
 
 def users_view(session: Session) -> list[dict[str, Any]]:
@@ -153,8 +190,15 @@ def audit(session: Session, who: Principal, action: str, target: str, detail: di
     """Record a write in the caller's transaction, so the record and the write commit together. Call it as
     the transaction's last step: from here to the commit the transaction holds the audit chain, which every
     other writer waits for (doudi/audit.py)."""
+    audit_chain.append(session, *audit_entry(who, action, target, detail, now))
+
+
+def audit_entry(
+    who: Principal, action: str, target: str, detail: dict[str, Any], now: dt.datetime
+) -> audit_chain.Entry:
+    """What the audit log says of a write: (at, user, token id, action, target, detail as JSON text)."""
     text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
-    audit_chain.append(session, now, who.user, who.token_id, action, target[:200], text)
+    return (now, who.user, who.token_id, action, target[:200], text)
 
 
 # Passwords, for signing in to the web pages (tokens stay the way programs authenticate).
@@ -268,7 +312,7 @@ def open_web_session(session: Session, principal: Principal, now: dt.datetime) -
     """A new browser session for `principal`: the cookie value, returned this once. The sign-in is audited
     (failed attempts are not: they are counted in login_attempts), so call it as the transaction's last step."""
     cookie = secrets.token_urlsafe(32)
-    digest = _digest(cookie)
+    digest = token_digest(cookie)
     expires = min(now + SESSION_IDLE, now + SESSION_LIMIT)
     session.add(
         WebSession(
@@ -298,7 +342,7 @@ def web_sign_in(session: Session, cookie: str, now: dt.datetime) -> tuple[WebSig
     row = session.execute(
         select(WebSession, User)
         .join(User, User.name == WebSession.user_name)
-        .where(WebSession.session_sha256 == _digest(cookie))
+        .where(WebSession.session_sha256 == token_digest(cookie))
     ).first()
     if row is None:
         return None, False

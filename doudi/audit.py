@@ -46,31 +46,47 @@ def append(
     # only this entry and the commit.
     session.flush()
     head = session.execute(
-        select(_HEAD.c.seq, _HEAD.c.entry_sha256).where(_HEAD.c.id == HEAD_ID).with_for_update()
+        select(HEAD.c.seq, HEAD.c.entry_sha256).where(HEAD.c.id == HEAD_ID).with_for_update()
     ).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain's head row is missing: nothing can be recorded (run `doudi audit verify`)")
-    moment = at.astimezone().replace(tzinfo=None) if at.tzinfo is not None else at  # stored as local wall time
-    seq = head.seq + 1
-    own = entry_sha256(seq, head.entry_sha256, moment, user_name, token_id, action, target, detail)
+    rows = chained(head.seq, head.entry_sha256, [(at, user_name, token_id, action, target, detail)])
+    session.execute(insert(LOG), rows)
     session.execute(
-        insert(_LOG).values(
-            at=moment,
-            user_name=user_name,
-            token_id=token_id,
-            action=action,
-            target=target,
-            detail=detail,
-            seq=seq,
-            prev_sha256=head.entry_sha256,
-            entry_sha256=own,
-        )
+        update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=rows[-1]["seq"], entry_sha256=rows[-1]["entry_sha256"])
     )
-    session.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, entry_sha256=own))
 
 
-_HEAD = cast(Table, AuditChainHead.__table__)
-_LOG = cast(Table, AuditEntry.__table__)
+Entry = tuple[dt.datetime, str, str | None, str, str, str]
+"""What an audit entry says: (at, user_name, token_id, action, target, detail as JSON text)."""
+
+
+def chained(seq: int, sha256: str, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """The rows of `entries` appended, in order, after the chain's entry `seq` whose hash is `sha256`."""
+    rows = []
+    for at, user_name, token_id, action, target, detail in entries:
+        moment = at.astimezone().replace(tzinfo=None) if at.tzinfo is not None else at  # stored as local wall time
+        seq += 1
+        own = entry_sha256(seq, sha256, moment, user_name, token_id, action, target, detail)
+        rows.append(
+            {
+                "at": moment,
+                "user_name": user_name,
+                "token_id": token_id,
+                "action": action,
+                "target": target,
+                "detail": detail,
+                "seq": seq,
+                "prev_sha256": sha256,
+                "entry_sha256": own,
+            }
+        )
+        sha256 = own
+    return rows
+
+
+HEAD = cast(Table, AuditChainHead.__table__)
+LOG = cast(Table, AuditEntry.__table__)
 
 
 @dataclass(frozen=True)

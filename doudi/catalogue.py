@@ -44,6 +44,10 @@ def _sha256(document: str) -> str:
     return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
 
+PUBLISHED_STAMP = select(PublishedPolicy.policy_key, PublishedPolicy.document_sha256)
+"""What is published, by content: a replaced version changes its hash whatever the clocks say."""
+
+
 class Catalogue:
     """The published policies over the shipped disease lists (`lists`: a library holding only lists)."""
 
@@ -60,14 +64,18 @@ class Catalogue:
         if session is None:
             with Session(self._reader) as own:
                 return self.library(own)
-        # What is published, by content: a replaced version changes its hash whatever the clocks say.
-        stamp = tuple(session.execute(select(PublishedPolicy.policy_key, PublishedPolicy.document_sha256)).all())
-        stamp = tuple(sorted(stamp))
+        stamp = tuple(sorted(tuple(row) for row in session.execute(PUBLISHED_STAMP)))
         with self._lock:
             if stamp != self._stamp:
                 self._library = self._load(session)
                 self._stamp = stamp
             return self._library
+
+    def cached(self, stamp: list[tuple[str, str]]) -> Library | None:
+        """The library already built, if what is published is still `stamp` ((policy_key, document_sha256)
+        rows, as `library` reads them); None when it has changed and `library` must rebuild it."""
+        with self._lock:
+            return self._library if tuple(sorted(stamp)) == self._stamp else None
 
     def _documents(self, session: Session) -> list[tuple[str, str]]:
         rows = session.execute(select(PublishedPolicy.policy_key, PublishedPolicy.document)).all()

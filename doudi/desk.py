@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +26,11 @@ from ledger.models import LedgerEntry, Reversal, Settlement
 from ledger.repository import append_settlement, request_digest, snapshot
 from policies.compile import plan_for
 from policies.library import Library
+from settlement.accumulators import Snapshot
 from settlement.claims import Claim, ClaimBatch
 from settlement.errors import ClaimError, FieldError
 from settlement.explain import explain
+from settlement.plan import Plan
 from settlement.waterfall import policy_years, settle
 
 
@@ -78,28 +80,72 @@ def serialise_sqlite_writes(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def lock_keys(person_id: str, household_id: str) -> list[int]:
+    """The advisory-lock numbers of a person and a household, in the order every writer takes them (so that
+    two transactions can never wait for each other)."""
+    return sorted({zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())})
+
+
 def _lock(session: Session, person_id: str, household_id: str) -> None:
     """Serialise with every other settlement of this person or household. Both are locked, in the order of
     the lock numbers so that two desks cannot deadlock: the household a claim names is the register's
     today, and the person's caps must hold even if it changed while a settlement was in flight."""
     if session.get_bind().dialect.name == "postgresql":
-        keys = sorted({zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())})
+        keys = lock_keys(person_id, household_id)
         # One round trip for both: PostgreSQL evaluates a select list left to right, so the order holds.
         calls = ", ".join(f"pg_advisory_xact_lock(:k{i})" for i in range(len(keys)))
         session.execute(text(f"SELECT {calls}"), {f"k{i}": key for i, key in enumerate(keys)})
 
 
-def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
-    """The engine's record for `claim` given the year-to-date figures in the ledger (read in `session`)."""
+@dataclass(frozen=True)
+class Pricing:
+    """What settling a claim needs besides the year-to-date figures: its compiled plan, the claim as the
+    engine's batch of one, and the policy year whose figures apply."""
+
+    plan: Plan
+    batch: ClaimBatch
+    year: int
+
+    def record(self, start: Snapshot) -> dict[str, Any]:
+        """The engine's record for the claim, given the year-to-date figures `start`."""
+        return explain(settle(self.plan, self.batch, start), 0)
+
+
+def records_together(plan: Plan, claims: Sequence[Claim], start: Snapshot) -> list[dict[str, Any]]:
+    """The engine's records for claims that share no person or household, settled in one call under `plan`:
+    each is the record it would have on its own (the engine keeps each person's and household's figures
+    apart), at a fraction of the cost of one call per claim."""
+    result = settle(plan, ClaimBatch.from_claims(list(claims)), start)
+    return [explain(result, k) for k in range(len(claims))]
+
+
+def pricing(library: Library, policy_ref: str, claim: Claim) -> Pricing:
+    """The plan of the policy version in force on the claim's discharge day, or ClaimError on that field."""
     try:
         policy = library.get(policy_ref, claim.discharged_on)
     except KeyError as err:
         raise ClaimError([FieldError("discharged_on", str(err.args[0]))]) from None
     plan = plan_for(policy, library)
     batch = ClaimBatch.from_claims([claim])
-    year = int(policy_years(batch.discharged_on, plan.policy_year_start)[0])
-    start = snapshot(session, [claim.person_id, claim.household_id], [year])
-    return explain(settle(plan, batch, start), 0)
+    return Pricing(plan, batch, int(policy_years(batch.discharged_on, plan.policy_year_start)[0]))
+
+
+def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
+    """The engine's record for `claim` given the year-to-date figures in the ledger (read in `session`)."""
+    found = pricing(library, policy_ref, claim)
+    return found.record(snapshot(session, [claim.person_id, claim.household_id], [found.year]))
+
+
+def with_setl_id(record: dict[str, Any], setl_id: str, setlinfo: Mapping[str, str] | None = None) -> None:
+    """Put the new settlement's id (and national fields the claim does not carry) first in the record's
+    national `setlinfo`."""
+    record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **(setlinfo or {}), **record["nhsa"]["setlinfo"]}
+
+
+def answer_body(setl_id: str, record_json: str) -> bytes:
+    """POST /v1/settlements' answer: the record as stored, with the settlement id first (a repeat is
+    answered with the same bytes)."""
+    return f'{{"setl_id":{json.dumps(setl_id)},{record_json[1:]}'.encode()
 
 
 def quote_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
@@ -127,7 +173,7 @@ def settle_claim(
             # (unique per hospital), which the handler answers as a repeat. First settlements save a trip.
             record = _price(session, library, policy_ref, claim)
             setl_id = uuid.uuid4().hex
-            record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **(setlinfo or {}), **record["nhsa"]["setlinfo"]}
+            with_setl_id(record, setl_id, setlinfo)
             record_json = append_settlement(session, setl_id, claim, record, now)
             audit(session, who, "settlement.create", setl_id, {"medins_setl_id": claim.claim_id}, now)
             return Outcome(True, setl_id, record, record_json)
@@ -153,12 +199,18 @@ def _same_key(claim: Claim) -> Any:
 
 
 def _repeat(known: Settlement, digest: str) -> Outcome:
-    if known.request_sha256 != digest:
+    return repeat_of(known.medins_setl_id, known.setl_id, known.request_sha256, known.record_json, digest)
+
+
+def repeat_of(medins_setl_id: str, setl_id: str, recorded_sha256: str, record_json: str, digest: str) -> Outcome:
+    """The answer to a request whose key is recorded: the recorded settlement if the content is the same
+    (`digest`), else Conflict."""
+    if recorded_sha256 != digest:
         raise Conflict(
-            f"settlement key {known.medins_setl_id!r} was already used for a different claim "
-            f"(settlement {known.setl_id}); a corrected claim is a reversal plus a new key"
+            f"settlement key {medins_setl_id!r} was already used for a different claim "
+            f"(settlement {setl_id}); a corrected claim is a reversal plus a new key"
         )
-    return Outcome(False, known.setl_id, json.loads(known.record_json), known.record_json)
+    return Outcome(False, setl_id, json.loads(record_json), record_json)
 
 
 REASON_MAX = 500

@@ -165,37 +165,42 @@ def category_on(periods: Sequence[_Period], day: dt.date) -> str:
 
 
 @dataclass(frozen=True)
-class _PersonFacts:
+class PersonFacts:
     person_id: str
     household_id: str
     insurance_scheme: str
     policy_id: str  # of the person's insured area
-    periods: list[Any]  # rows with category, valid_from, valid_until
+    periods: list[Any]  # rows with category, valid_from, valid_until, in date order
+
+    @classmethod
+    def from_rows(cls, person_id: str, rows: Sequence[Any]) -> PersonFacts:
+        """From `PERSON_FACTS` rows of one person: one per category period, or one with no period."""
+        first = rows[0]
+        periods = [row for row in rows if row.category is not None]
+        return cls(person_id, first.household_id, first.insurance_scheme, first.policy_id or "", periods)
 
 
-def _person_facts(session: Session, person_id: str) -> _PersonFacts | None:
-    """What the register says about a person, in one round trip (this is on every settlement's path): one
-    row per category period, or a single row with no period."""
-    rows = session.execute(
-        select(
-            Person.household_id,
-            Person.insurance_scheme,
-            Region.policy_id,
-            CategoryPeriod.category,
-            CategoryPeriod.valid_from,
-            CategoryPeriod.valid_until,
-        )
-        .select_from(Person)
-        .outerjoin(Region, Region.region == Person.region)
-        .outerjoin(CategoryPeriod, CategoryPeriod.person_id == Person.person_id)
-        .where(Person.person_id == person_id)
-        .order_by(CategoryPeriod.valid_from)
-    ).all()
-    if not rows:
-        return None
-    first = rows[0]
-    periods = [row for row in rows if row.category is not None]
-    return _PersonFacts(person_id, first.household_id, first.insurance_scheme, first.policy_id or "", periods)
+PERSON_FACTS = (
+    select(
+        Person.person_id,
+        Person.household_id,
+        Person.insurance_scheme,
+        Region.policy_id,
+        CategoryPeriod.category,
+        CategoryPeriod.valid_from,
+        CategoryPeriod.valid_until,
+    )
+    .select_from(Person)
+    .outerjoin(Region, Region.region == Person.region)
+    .outerjoin(CategoryPeriod, CategoryPeriod.person_id == Person.person_id)
+)
+"""What the register says about people: one row per category period, or a single row with no period."""
+
+
+def _person_facts(session: Session, person_id: str) -> PersonFacts | None:
+    """What the register says about a person, in one round trip (this is on every settlement's path)."""
+    rows = session.execute(PERSON_FACTS.where(Person.person_id == person_id).order_by(CategoryPeriod.valid_from)).all()
+    return PersonFacts.from_rows(person_id, rows) if rows else None
 
 
 CLOCK_TOLERANCE = dt.timedelta(minutes=10)
@@ -209,17 +214,31 @@ def complete_claim(
 
     `hospital_id` is the desk's own hospital (None for roles not bound to one). Raises ClaimError naming
     each field that contradicts the registry or refers to something not registered."""
+    stated_person = body.get("person_id")
+    stated_hospital = body.get("hospital_id", hospital_id)
+    person = _person_facts(session, stated_person) if isinstance(stated_person, str) else None
+    hospital = session.get(Hospital, stated_hospital) if isinstance(stated_hospital, str) else None
+    return fill_claim(body, hospital_id, now, person, None if hospital is None else hospital.level)
+
+
+def fill_claim(
+    body: Mapping[str, Any],
+    hospital_id: str | None,
+    now: dt.datetime | None,
+    person: PersonFacts | None,
+    hospital_level: int | None,
+) -> tuple[dict[str, Any], str]:
+    """`complete_claim` given what the register holds on the claim's person and its hospital's level (None:
+    not registered)."""
     claim = dict(body)
     problems: list[FieldError] = []
     if hospital_id is not None:
         stated = claim.setdefault("hospital_id", hospital_id)
         if stated != hospital_id:
             problems.append(FieldError("hospital_id", f"a desk of {hospital_id!r} cannot settle stays at {stated!r}"))
-    person = _person_facts(session, claim["person_id"]) if isinstance(claim.get("person_id"), str) else None
-    hospital = session.get(Hospital, claim["hospital_id"]) if isinstance(claim.get("hospital_id"), str) else None
     if "person_id" in claim and person is None:
         problems.append(FieldError("person_id", f"no person {claim['person_id']!r} is registered"))
-    if "hospital_id" in claim and hospital is None:
+    if "hospital_id" in claim and hospital_level is None:
         problems.append(FieldError("hospital_id", f"no hospital {claim['hospital_id']!r} is registered"))
     policy_id = ""
     if person is not None:
@@ -229,8 +248,8 @@ def complete_claim(
         if day is not None:
             known["category"] = category_on(person.periods, day)
         problems += _fill(claim, known, f"the register says for person {person.person_id!r}")
-    if hospital is not None:
-        problems += _fill(claim, {"hospital_level": hospital.level}, f"hospital {hospital.hospital_id!r} is level")
+    if hospital_level is not None:
+        problems += _fill(claim, {"hospital_level": hospital_level}, f"hospital {claim['hospital_id']!r} is level")
     stated = _moment(claim.get("settled_at"))
     if now is not None and stated is not None and stated > now + CLOCK_TOLERANCE:
         # The settlement date decides the category: it cannot be chosen ahead of time.

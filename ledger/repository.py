@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -13,7 +14,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from ledger.models import LedgerEntry, Settlement
-from settlement.accumulators import AccKey, AccValue
+from settlement.accumulators import ZERO, AccKey, AccValue
 from settlement.claims import Claim
 from settlement.money import fen_from_decimal
 from settlement.plan import ADMISSIONS_KEY
@@ -55,42 +56,47 @@ def snapshot(session: Session, entities: Iterable[str], years: Iterable[int]) ->
     return found
 
 
-def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime) -> str:
-    """Record a settlement (the engine's record for `claim`) and one ledger entry per fund; the record as
-    stored (JSON) is returned, so that an answer can be the stored text itself.
+@dataclass(frozen=True)
+class SettlementRows:
+    """What recording one settlement writes: its row, one ledger entry per fund, and the record as stored."""
 
-    Core inserts rather than ORM objects: this runs on every settlement, and the rows are written once and
-    never changed, so the unit of work would be pure overhead."""
-    canonical = canonical_claim(claim)
+    settlement: dict[str, Any]
+    entries: list[dict[str, Any]]
+    record_json: str
+
+
+def settlement_rows(
+    setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime, canonical: str | None = None
+) -> SettlementRows:
+    """The rows recording the engine's `record` for `claim` as settlement `setl_id` at `when` (`canonical`:
+    the claim's `canonical_claim`, when the caller has it already)."""
+    canonical = canonical or canonical_claim(claim)
     record_json = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    session.execute(
-        insert(_SETTLEMENTS),
-        {
-            "setl_id": setl_id,
-            "medins_setl_id": claim.claim_id,
-            "hospital_id": claim.hospital_id,
-            "person_id": claim.person_id,
-            "household_id": claim.household_id,
-            "policy": f"{record['policy']['id']}@{record['policy']['version']}",
-            "request_sha256": request_digest(claim, canonical),
-            "claim_json": canonical,
-            "record_json": record_json,
-            "total": Decimal(record["amounts"]["total"]),
-            "fund_paid": Decimal(record["fund_paid"]),
-            "patient_burden": Decimal(record["patient_burden"]),
-            "settled_at": when,
-            "category": claim.category,
-            "insurance_scheme": claim.insurance_scheme,
-            "visit_type": claim.visit_type,
-            "diagnosis": claim.diagnoses[0],
-            "admitted_on": claim.admitted_on,
-            "discharged_on": claim.discharged_on,
-            "fully_self_paid": claim.fully_self_paid,
-            "over_limit_self_paid": claim.over_limit_self_paid,
-            "pre_self_paid": claim.pre_self_paid,
-            "in_scope": claim.in_scope,
-        },
-    )
+    row = {
+        "setl_id": setl_id,
+        "medins_setl_id": claim.claim_id,
+        "hospital_id": claim.hospital_id,
+        "person_id": claim.person_id,
+        "household_id": claim.household_id,
+        "policy": f"{record['policy']['id']}@{record['policy']['version']}",
+        "request_sha256": request_digest(claim, canonical),
+        "claim_json": canonical,
+        "record_json": record_json,
+        "total": Decimal(record["amounts"]["total"]),
+        "fund_paid": Decimal(record["fund_paid"]),
+        "patient_burden": Decimal(record["patient_burden"]),
+        "settled_at": when,
+        "category": claim.category,
+        "insurance_scheme": claim.insurance_scheme,
+        "visit_type": claim.visit_type,
+        "diagnosis": claim.diagnoses[0],
+        "admitted_on": claim.admitted_on,
+        "discharged_on": claim.discharged_on,
+        "fully_self_paid": claim.fully_self_paid,
+        "over_limit_self_paid": claim.over_limit_self_paid,
+        "pre_self_paid": claim.pre_self_paid,
+        "in_scope": claim.in_scope,
+    }
     year = int(record["policy_year"])
     entries = [_entry(setl_id, tier, when) for tier in record["tiers"]]
     if claim.visit_type == "inpatient":
@@ -104,14 +110,40 @@ def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict
                 "claims_delta": 1,
             }
         )
+    return SettlementRows(row, entries, record_json)
+
+
+def append_settlement(session: Session, setl_id: str, claim: Claim, record: dict[str, Any], when: dt.datetime) -> str:
+    """Record a settlement (the engine's record for `claim`) and one ledger entry per fund; the record as
+    stored (JSON) is returned, so that an answer can be the stored text itself.
+
+    Core inserts rather than ORM objects: this runs on every settlement, and the rows are written once and
+    never changed, so the unit of work would be pure overhead."""
+    rows = settlement_rows(setl_id, claim, record, when)
+    session.execute(insert(SETTLEMENTS), rows.settlement)
     # One statement per row, sent as a batch: a fixed statement text is prepared once, where a
     # multi-row VALUES list would be a new text (parsed again by the driver) for each count of funds.
-    session.execute(insert(_ENTRIES), entries)
-    return record_json
+    session.execute(insert(ENTRIES), rows.entries)
+    return rows.record_json
 
 
-_SETTLEMENTS = cast(Table, Settlement.__table__)
-_ENTRIES = cast(Table, LedgerEntry.__table__)
+def add_entries(figures: dict[AccKey, AccValue], entries: Iterable[Mapping[str, Any]]) -> None:
+    """Move the year-to-date `figures` by what these ledger entries moved (as `snapshot` would read them
+    once the entries are recorded)."""
+    for entry in entries:
+        if entry["accumulator"] is None:
+            continue
+        key = AccKey(entry["accumulator"], entry["entity"], entry["policy_year"])
+        was = figures.get(key, ZERO)
+        figures[key] = AccValue(
+            was.base + fen_from_decimal(entry["base_delta"]),
+            was.paid + fen_from_decimal(entry["paid_delta"]),
+            was.claims + entry["claims_delta"],
+        )
+
+
+SETTLEMENTS = cast(Table, Settlement.__table__)
+ENTRIES = cast(Table, LedgerEntry.__table__)
 
 
 def _entry(setl_id: str, tier: dict[str, Any], when: dt.datetime) -> dict[str, Any]:

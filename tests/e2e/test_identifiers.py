@@ -97,4 +97,4 @@ def test_statement_files_mask_person_numbers_unless_the_national_file_must_carry
     again = download(client, "2014-12", national, finance)
     assert again == (archived / national).read_bytes() and f"\t{person}\t" in national_text(again)
     assert download(client, "2014-12", "detail.csv", finance) == (archived / "detail.csv").read_bytes()
-    ctx.engine.dispose()
+    ctx.close()

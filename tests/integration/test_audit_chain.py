@@ -60,7 +60,7 @@ def seed_service(url: str) -> list[str]:
     assert reversal.status_code == 201, reversal.text
     assert client.post("/v1/users", json={"name": "audit-clerk", "role": "finance"}, headers=admin).status_code == 201
     assert client.post("/v1/users/audit-clerk/revoke", json={}, headers=admin).status_code == 200
-    ctx.engine.dispose()
+    ctx.close()
     return setl_ids
 
 
@@ -188,7 +188,7 @@ def test_the_admin_reads_the_log_a_page_at_a_time_and_checks_it(seeded: Callable
     assert (
         client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {tokens['demo-finance']}"}).status_code == 403
     )
-    app.state.context.engine.dispose()
+    app.state.context.close()
 
 
 @pytest.mark.postgres

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +112,20 @@ def stays_of_one_household() -> list[Claim]:
     ]
 
 
-def settle_together(engine: Engine, library: Library, claims: Sequence[Claim]) -> list[Outcome]:
-    """Settle every claim from its own thread, all released at once; outcomes in the order of `claims`."""
-    barrier = threading.Barrier(len(claims), timeout=60)
-    results: list[Outcome | BaseException | None] = [None] * len(claims)
+def together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run every call from its own thread, all released at once; results in the order of `calls` (any
+    exception is raised here, in the test's thread)."""
+    barrier = threading.Barrier(len(calls), timeout=60)
+    results: list[Any] = [None] * len(calls)
 
-    def desk(i: int) -> None:
+    def run(i: int) -> None:
         try:
             barrier.wait()
-            results[i] = settle_claim(engine, library, POLICY, claims[i], NOW)
+            results[i] = calls[i]()
         except BaseException as err:  # reported below, in the test's thread
             results[i] = err
 
-    threads = [threading.Thread(target=desk, args=(i,)) for i in range(len(claims))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -132,7 +133,16 @@ def settle_together(engine: Engine, library: Library, claims: Sequence[Claim]) -
     assert not any(thread.is_alive() for thread in threads), "a desk is still waiting"
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == [], errors[:3]
-    return [r for r in results if isinstance(r, Outcome)]
+    return results
+
+
+def settle_together(engine: Engine, library: Library, claims: Sequence[Claim]) -> list[Outcome]:
+    """Settle every claim from its own thread, all released at once; outcomes in the order of `claims`."""
+
+    def desk(claim: Claim) -> Callable[[], Outcome]:
+        return lambda: settle_claim(engine, library, POLICY, claim, NOW)
+
+    return together([desk(claim) for claim in claims])
 
 
 def recorded(engine: Engine, keys: Iterable[str]) -> list[Settlement]:

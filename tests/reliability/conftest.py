@@ -62,6 +62,6 @@ def shared_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     ctx = app.state.context
     tokens = demo.seed(ctx.engine, ctx.catalogue, files, NOW)
     yield Service(TestClient(app), tokens, clock)
-    ctx.engine.dispose()
+    ctx.close()
     for _ in urls:  # drops the PostgreSQL database
         pass

@@ -131,7 +131,7 @@ def fuzzed(database_url: str, tmp_path: Path) -> Iterator[Fuzzed]:
         "month": ["2014-12", "2014-11", "2014-06", "2013-02"],
     }
     yield Fuzzed(app, ctx.engine, tokens, known)
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def _allowed(method: str, path: str) -> frozenset[str]:

@@ -1,0 +1,230 @@
+"""POST /v1/settlements on PostgreSQL settles the requests in flight together, in one transaction per group
+(doudi/group_desk.py). What must hold is what holds one by one: each claim priced as the desk prices it,
+in the order recorded; no cap exceeded; each key recorded once; a repeat answered with the same bytes; a
+request's own problem answered on its own while the rest of its group is recorded. Two servers (two group
+desks) and the one-by-one desk of the pages and the national 2304 run against the same ledger at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.context import Context
+from doudi import demo, group_desk, services
+from doudi.desk import Outcome, records_together, settle_claim
+from ledger.models import AuditEntry, Settlement
+from settlement.claims import Claim, parse_claim
+from tests.integration.test_concurrency import (
+    CAPS,
+    HOUSEHOLD,
+    HOUSEHOLD_CAP,
+    NOW,
+    POLICY,
+    assert_caps_reached_not_exceeded,
+    assert_recorded_once_and_ledger_equals_engine,
+    stays_of_one_household,
+    stays_of_one_person,
+    together,
+)
+
+pytestmark = pytest.mark.postgres
+LATE = dt.datetime(2014, 12, 31, 23, 0)  # the servers' clock: after every stay's settlement time
+
+
+class Served:
+    """Two apps on one database, as two server processes are: each with its own group desk."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        self.library = services.open_library()
+        self.apps = [
+            create_app(url, self.library, clock=lambda: LATE, archive=folder / "a", simulations=folder / f"s{i}")
+            for i in range(2)
+        ]
+        self.contexts: list[Context] = [app.state.context for app in self.apps]
+        self.tokens = demo.seed(self.contexts[0].engine, self.contexts[0].catalogue, self.library, NOW)
+        self.clients = [TestClient(app) for app in self.apps]
+
+    def desk(self, user: str = "demo-desk") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def register_household(self, claims: Sequence[Claim], categories: Sequence[str] = ("dibao",)) -> None:
+        admin = {"Authorization": f"Bearer {self.tokens['demo-admin']}"}
+        for i, claim in enumerate(claims):
+            person = {
+                "household_id": claim.household_id,
+                "name": f"并发 {claim.person_id}",
+                "insurance_scheme": claim.insurance_scheme,
+                "region": "220581",
+                "categories": [
+                    {"category": category, "valid_from": "2013-01-01"}
+                    for category in [categories[i % len(categories)]]
+                    if category != "none"
+                ],
+            }
+            answer = self.clients[0].put(f"/v1/people/{claim.person_id}", json=person, headers=admin)
+            assert answer.status_code == 200, answer.text
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def served(postgres_url: str, tmp_path: Path) -> Iterator[Served]:
+    found = Served(postgres_url, tmp_path)
+    yield found
+    found.close()
+
+
+def body(claim: Claim) -> dict[str, Any]:
+    """The claim as a hospital system sends it: the register fills the household, scheme and category."""
+    sent = claim.as_json()
+    for name in ("household_id", "insurance_scheme", "category", "hospital_level"):
+        sent.pop(name, None)
+    return sent
+
+
+def post(client: TestClient, headers: dict[str, str], claim: Claim) -> Callable[[], httpx.Response]:
+    return lambda: client.post("/v1/settlements", json=body(claim), headers=headers)
+
+
+def outcome(answer: httpx.Response) -> Outcome:
+    assert answer.status_code in (200, 201), answer.text
+    record = answer.json()
+    setl_id = record.pop("setl_id")
+    return Outcome(answer.status_code == 201, setl_id, record, json.dumps(record))
+
+
+def one_by_one(served: Served, claim: Claim) -> Callable[[], Outcome]:
+    return lambda: settle_claim(served.contexts[0].engine, served.library, POLICY, claim, NOW)
+
+
+def test_fifty_stays_of_one_person_through_two_group_desks_and_the_single_desk(served: Served) -> None:
+    claims = stays_of_one_person()
+    desk = served.desk()
+    calls: list[Callable[[], Any]] = []
+    for i, claim in enumerate(claims):
+        calls.append(one_by_one(served, claim) if i % 5 == 4 else post(served.clients[i % 2], desk, claim))
+    results = together(calls)
+    outcomes = [r if isinstance(r, Outcome) else outcome(r) for r in results]
+    assert all(o.created for o in outcomes)
+    assert_caps_reached_not_exceeded(served.contexts[0].engine, [claims[0].person_id, claims[0].household_id], CAPS)
+    assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)
+    groups = [context.group for context in served.contexts]
+    assert all(g is not None for g in groups)
+    assert max(g.largest for g in groups if g is not None) > 1, "no two requests were ever settled together"
+
+
+def test_a_household_shares_its_temporary_aid_cap_across_groups(served: Served) -> None:
+    claims = stays_of_one_household()
+    served.register_household(claims)
+    desk = served.desk("demo-desk-mhk")  # the household's stays are at Meihekou's hospital
+    results = together([post(served.clients[i % 2], desk, claim) for i, claim in enumerate(claims)])
+    outcomes = [outcome(r) for r in results]
+    engine = served.contexts[0].engine
+    assert_caps_reached_not_exceeded(engine, [HOUSEHOLD, *(c.person_id for c in claims)], HOUSEHOLD_CAP)
+    records = assert_recorded_once_and_ledger_equals_engine(engine, served.library, claims, outcomes)
+    aided = [r for r in records if any(t["tier"] == "temporary_aid" and t["paid"] != "0.00" for t in r["tiers"])]
+    assert 1 < len(aided) < len(claims)
+
+
+def test_a_retry_in_the_same_group_or_the_next_is_answered_with_the_same_bytes(served: Served) -> None:
+    claims = stays_of_one_household()[:20]
+    served.register_household(claims)
+    desk = served.desk("demo-desk-mhk")  # the household's stays are at Meihekou's hospital
+    calls = [post(served.clients[i % 2], desk, claim) for claim in claims for i in range(3)]
+    results: list[httpx.Response] = together(calls)
+    by_key: dict[str, list[httpx.Response]] = {}
+    for call_claim, answer in zip([c for c in claims for _ in range(3)], results, strict=True):
+        by_key.setdefault(call_claim.claim_id, []).append(answer)
+    for answers in by_key.values():
+        assert Counter(a.status_code for a in answers) == Counter([201, 200, 200])
+        assert len({a.content for a in answers}) == 1
+    with Session(served.contexts[0].engine) as session:
+        audited = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "settlement.create")
+        )
+        recorded = session.scalar(select(func.count()).select_from(Settlement))
+    assert audited == recorded == len(claims)
+
+
+def test_each_request_of_a_group_is_answered_on_its_own(served: Served) -> None:
+    claims = stays_of_one_household()[:6]
+    served.register_household(claims)
+    client = served.clients[0]
+    desk = served.desk("demo-desk-mhk")
+    other_content = {**body(claims[1]), "total": "99999.00"}
+    unregistered = {**body(claims[2]), "claim_id": "NOBODY-1", "person_id": "NOBODY"}
+    calls: list[Callable[[], httpx.Response]] = [
+        post(client, desk, claims[0]),
+        post(client, desk, claims[1]),
+        lambda: client.post("/v1/settlements", json=other_content, headers=desk),
+        lambda: client.post("/v1/settlements", json=unregistered, headers=desk),
+        lambda: client.post("/v1/settlements", json=body(claims[3]), headers={"Authorization": "Bearer dd_nope"}),
+        lambda: client.post("/v1/settlements", json=body(claims[3]), headers=served.desk("demo-finance")),
+        lambda: client.post("/v1/settlements", json=body(claims[3]), headers=served.desk("demo-desk")),
+        lambda: client.post("/v1/settlements", content=b"{not json", headers=desk),
+        lambda: client.post("/v1/settlements", content=b"{not json", headers={"Authorization": "Bearer dd_nope"}),
+        post(client, desk, claims[4]),
+    ]
+    answers = together(calls)
+    statuses = [a.status_code for a in answers]
+    # claims[1] and its other content race: whichever comes first is recorded, the other is a 409.
+    assert sorted(statuses[1:3]) == [201, 409]
+    assert statuses[0] == statuses[9] == 201
+    assert statuses[3:9] == [422, 401, 403, 422, 422, 401]
+    assert "person_id" in answers[3].text and "hospital_id" in answers[6].text and "not valid JSON" in answers[7].text
+    for answer in (a for a in answers if a.status_code >= 400):
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    with Session(served.contexts[0].engine) as session:
+        keys = sorted(session.scalars(select(Settlement.medins_setl_id)))
+    assert keys == sorted(c.claim_id for c in (claims[0], claims[1], claims[4]))
+
+
+def test_many_people_in_one_group_are_each_priced_as_on_their_own(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims of different people and households in one group go through the engine together: each record
+    is still the one-by-one desk's, in the order recorded, and two stays of one person follow each other."""
+    categories = ("dibao", "tekun", "none", "low_income")
+    claims = [
+        parse_claim(
+            {
+                **claim.as_json(),
+                "claim_id": f"MANY-{i:02d}",
+                "person_id": f"MANY-P-{i % 24:02d}",  # 24 people, so some have two stays in the group
+                "household_id": f"MANY-H-{i % 24 // 2:02d}",  # two people to a household
+                "category": categories[i % 24 % len(categories)],
+                "total": f"{9_000 + 1_731 * i}.{13 * i % 100:02d}",
+                "diagnoses": ["C91.0"] if i % 3 == 0 else ["K80.2"],
+            }
+        )
+        for i, claim in enumerate(stays_of_one_household()[:40])
+    ]
+    served.register_household(claims[:24], categories)
+    sizes: list[int] = []
+
+    def counted(plan: Any, together: Sequence[Claim], start: Any) -> Any:
+        sizes.append(len(together))
+        return records_together(plan, together, start)
+
+    monkeypatch.setattr(group_desk, "records_together", counted)
+    desk = served.desk("demo-desk-mhk")
+    results = together([post(served.clients[0], desk, claim) for claim in claims])
+    outcomes = [outcome(r) for r in results]
+    assert all(o.created for o in outcomes)
+    group = served.contexts[0].group
+    assert group is not None and group.largest > 1
+    assert max(sizes) > 1, "the engine never priced two claims in one call"
+    assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)

@@ -1,0 +1,90 @@
+"""The group desk's pure parts, without a database: how a group is cut into waves for the engine, that the
+engine prices a wave's claims as it prices each alone, and that audit entries chained in one go are the
+entries appended one by one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from doudi import services
+from doudi.audit import chained
+from doudi.desk import pricing, records_together
+from doudi.group_desk import _Priced, _waves
+from ledger.audit_chain import GENESIS, entry_sha256
+from settlement.claims import parse_claim
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILY = json.loads((ROOT / "examples/family-year.json").read_text(encoding="utf-8"))["claims"]
+
+
+def _item(index: int, person: str, household: str) -> _Priced:
+    claim = cast(Any, type("C", (), {"person_id": person, "household_id": household}))
+    return _Priced(index, cast(Any, None), claim, cast(Any, None), f"S{index}", "", "")
+
+
+people = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), min_size=1, max_size=40)
+
+
+@given(people)
+def test_waves_share_no_one_and_keep_each_persons_and_households_order(pairs: list[tuple[int, int]]) -> None:
+    items = [_item(i, f"P{p}", f"H{h}") for i, (p, h) in enumerate(pairs)]
+    waves = _waves(items)
+    assert sorted(item.index for wave in waves for item in wave) == list(range(len(items)))
+    place = {item.index: n for n, wave in enumerate(waves) for item in wave}
+    for wave in waves:
+        entities = [e for item in wave for e in item.entities]
+        assert len(entities) == len(set(entities)), "two claims of one wave share a person or household"
+    for earlier in items:
+        for later in items[earlier.index + 1 :]:
+            if set(earlier.entities) & set(later.entities):
+                assert place[earlier.index] < place[later.index]
+    # Each claim as early as the claims before it of its person and household allow: no wave wasted.
+    for item in items:
+        before = [place[e.index] for e in items[: item.index] if set(e.entities) & set(item.entities)]
+        assert place[item.index] == 1 + max(before, default=-1)
+
+
+def test_a_wave_priced_together_is_each_claim_priced_alone() -> None:
+    library = services.open_library()
+    base = FAMILY[3]
+    claims = [
+        parse_claim(
+            {
+                **base,
+                "claim_id": f"W-{i}",
+                "person_id": f"W-P-{i}",
+                "household_id": f"W-H-{i}",
+                "category": ("dibao", "tekun", "none", "low_income")[i % 4],
+                "total": f"{8_000 + 2_311 * i}.{7 * i % 100:02d}",
+                "diagnoses": ["C91.0"] if i % 2 else ["K80.2"],
+            }
+        )
+        for i in range(12)
+    ]
+    found = [pricing(library, "jl-meihekou", claim) for claim in claims]
+    assert len({id(f.plan) for f in found}) == 1
+    together = records_together(found[0].plan, claims, {})
+    alone = [f.record({}) for f in found]
+    assert together == alone
+
+
+@settings(max_examples=50)
+@given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=8), st.integers(0, 1000))
+def test_entries_chained_together_are_the_entries_appended_one_by_one(targets: list[str], start: int) -> None:
+    at = dt.datetime(2014, 12, 1, 9, 0)
+    entries = [(at, "desk", "tok", "settlement.create", target, "{}") for target in targets]
+    head = entry_sha256(start, GENESIS, at, "x", None, "x", "x", "{}") if start else GENESIS
+    together = chained(start, head, entries)
+    seq, sha = start, head
+    for entry, row in zip(entries, together, strict=True):
+        one = chained(seq, sha, [entry])[0]
+        assert one == row
+        assert row["prev_sha256"] == sha and row["seq"] == seq + 1
+        assert row["entry_sha256"] == entry_sha256(seq + 1, sha, *entry)
+        seq, sha = row["seq"], row["entry_sha256"]
