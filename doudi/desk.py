@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -99,16 +100,16 @@ def _lock(session: Session, person_id: str, household_id: str) -> None:
 
 @dataclass(frozen=True)
 class Pricing:
-    """What settling a claim needs besides the year-to-date figures: its compiled plan, the claim as the
-    engine's batch of one, and the policy year whose figures apply."""
+    """What settling a claim needs besides the year-to-date figures: the compiled plan of the policy in
+    force, and the policy year whose figures apply."""
 
     plan: Plan
-    batch: ClaimBatch
+    claim: Claim
     year: int
 
     def record(self, start: Snapshot) -> dict[str, Any]:
         """The engine's record for the claim, given the year-to-date figures `start`."""
-        return explain(settle(self.plan, self.batch, start), 0)
+        return records_together(self.plan, [self.claim], start)[0]
 
 
 def records_together(plan: Plan, claims: Sequence[Claim], start: Snapshot) -> list[dict[str, Any]]:
@@ -126,8 +127,8 @@ def pricing(library: Library, policy_ref: str, claim: Claim) -> Pricing:
     except KeyError as err:
         raise ClaimError([FieldError("discharged_on", str(err.args[0]))]) from None
     plan = plan_for(policy, library)
-    batch = ClaimBatch.from_claims([claim])
-    return Pricing(plan, batch, int(policy_years(batch.discharged_on, plan.policy_year_start)[0]))
+    day = np.array([claim.discharged_on], dtype="datetime64[D]")
+    return Pricing(plan, claim, int(policy_years(day, plan.policy_year_start)[0]))
 
 
 def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
