@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.context import context, read_session, unsafe_text
-from doudi.accounts import Principal, Role, Unauthenticated, allowed, authenticate
+from doudi.accounts import NO_TOKEN, Principal, Role, Unauthenticated, allowed, authenticate
 from settlement.errors import ClaimError, FieldError
 
 bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
@@ -25,7 +25,7 @@ def require(*roles: Role) -> Callable[..., Principal]:
         session: Annotated[Session, Depends(read_session)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+            raise Unauthenticated(NO_TOKEN)
         try:
             found = authenticate(session, credentials.credentials, context(request).clock())
         finally:

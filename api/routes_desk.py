@@ -17,7 +17,7 @@ from api import openapi
 from api.auth import bearer, refuse_unsafe_parameters, require
 from api.context import BodyTooLarge, Context, context, json_body, json_object, read_session
 from doudi import services
-from doudi.accounts import Principal, Unauthenticated, allowed, authenticate
+from doudi.accounts import NO_TOKEN, Principal, Unauthenticated, allowed, authenticate
 from doudi.desk import (
     NotFound,
     answer_body,
@@ -119,7 +119,7 @@ def _settle_one(ctx: Context, token: str | None, body: Any) -> tuple[bool, bytes
     """Settle one claim in its own transaction (SQLite, where writers take turns anyway)."""
     with Session(ctx.reader) as session:
         if token is None:
-            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+            raise Unauthenticated(NO_TOKEN)
         who = allowed(authenticate(session, token, ctx.clock()), ("desk",))
         if isinstance(body, Exception):
             raise body

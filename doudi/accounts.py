@@ -46,6 +46,9 @@ class Unauthenticated(Exception):
     """No token, or one that is unknown, expired or revoked (HTTP 401)."""
 
 
+NO_TOKEN = "send 'Authorization: Bearer <token>'"  # what a request without a bearer token is told
+
+
 class Forbidden(Exception):
     """A valid token of a role that cannot do what was asked (HTTP 403)."""
 

@@ -48,6 +48,7 @@ from sqlalchemy.engine import make_url
 
 from doudi import audit as audit_chain
 from doudi.accounts import (
+    NO_TOKEN,
     Principal,
     Unauthenticated,
     allowed,
@@ -209,7 +210,7 @@ _NEW_HEAD = f"UPDATE audit_chain SET seq = %(seq)s, entry_sha256 = %(sha)s WHERE
 
 
 class _Worker:
-    """One of the group desk's threads, with its own connection."""
+    """The group desk's thread and its connection."""
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
@@ -225,8 +226,7 @@ class _Worker:
 class GroupDesk:
     """`POST /v1/settlements` on PostgreSQL: requests are queued and settled in groups (see the module) by
     one thread with its own connection, whichever event loop the requests come from. (A second thread, to
-    price one group while another is with the database, was measured no faster: both want the interpreter
-    lock that the event loop also holds for the HTTP side.)"""
+    price one group while another is with the database, was measured no faster: BENCHMARKS.md.)"""
 
     def __init__(
         self,
@@ -240,8 +240,7 @@ class GroupDesk:
         self._clock = clock
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._workers = [_Worker()]
-        self._running = False
+        self._worker = _Worker()
         self._start = threading.Lock()
         self.groups = 0  # transactions committed, and the most requests one of them answered
         self.largest = 0
@@ -252,29 +251,24 @@ class GroupDesk:
         """Settle the claim `body` for the holder of `token`, in the next group. Raises what
         `desk.settle_claim` and the token check raise (ClaimError, Conflict, Unauthenticated, Forbidden),
         or DatabaseUnavailable."""
-        if not self._running:
+        worker = self._worker
+        if worker.thread is None:
             with self._start:
-                if not self._running:
-                    for worker in self._workers:
-                        worker.thread = threading.Thread(
-                            target=self._drain, args=(worker,), name="doudi-group-desk", daemon=True
-                        )
-                        worker.thread.start()
-                    self._running = True
+                if worker.thread is None:
+                    thread = threading.Thread(target=self._drain, args=(worker,), name="doudi-group-desk", daemon=True)
+                    thread.start()
+                    worker.thread = thread
         request = _Request(token, body, Future())
         self._queue.put(request)
         return await asyncio.wrap_future(request.answer)
 
     def close(self) -> None:
-        """Finish the groups queued, then stop the threads and close their connections (at shutdown)."""
+        """Finish the groups queued, then stop the thread and close its connection (at shutdown)."""
         with self._start:
-            running, self._running = self._running, False
-            if running:
-                for _ in self._workers:
-                    self._queue.put(None)
-                for worker in self._workers:
-                    if worker.thread is not None:
-                        worker.thread.join()
+            thread, self._worker.thread = self._worker.thread, None
+            if thread is not None:
+                self._queue.put(None)
+                thread.join()
 
     def _drain(self, worker: _Worker) -> None:
         while True:
@@ -292,7 +286,7 @@ class GroupDesk:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:  # closing: this group is this thread's last
+                if more is None:  # closing: this group is the last
                     self._queue.put(None)
                     break
                 group.append(more)
@@ -465,7 +459,7 @@ def _fail(requests: Sequence[_Request], err: Exception) -> None:
 def _principal(token: str | None, tokens: Mapping[str, Any], now: dt.datetime) -> Principal:
     """The desk the token belongs to, as `api.auth.require("desk")` decides it."""
     if token is None:
-        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        raise Unauthenticated(NO_TOKEN)
     row = tokens.get(token_digest(token)) if token_shape_ok(token) else None
     found = None
     if row is not None:
