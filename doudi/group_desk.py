@@ -1,16 +1,18 @@
 """Settlements that arrive together, recorded together: group commit on PostgreSQL.
 
 At a busy desk many settlements are in flight at once. Each on its own costs a dozen round trips and a
-commit, most of the server's and the database's time per settlement. Here they queue, and one thread takes
-all that are waiting and settles them in one transaction of four steps, a dozen statements whatever their
-number:
+commit, most of the server's and the database's time per settlement. Here they queue, and a thread takes
+all that are waiting and settles them in one transaction of four round trips, whatever their number:
 
-1. the tokens, the register's facts on each person and hospital, and what is published;
+1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published;
 2. the advisory locks of every person and household of the group (in one ascending order, as every other
    writer takes them, so no two transactions wait for each other), the year-to-date figures of all of them,
    and any settlement already recorded under one of the group's keys;
-3. the settlements and their ledger entries, and the audit chain's head (locked);
-4. the audit entries, chained one after another, and the new head; then the commit.
+3. the settlements and their ledger entries (one INSERT per table), and the audit chain's head (locked);
+4. the audit entries, chained one after another, and the new head; COMMIT.
+
+Each round trip is one query of several statements: at READ COMMITTED each statement takes its own
+snapshot, so the figures read just after the locks were granted include every transaction that held them.
 
 Each claim is priced as `desk.settle_claim` prices it, from the figures the ledger holds plus what the claims
 before it in the group added: stays of one person or household in one group are settled one after the
@@ -20,10 +22,12 @@ fields, its key used for other content) is its own answer and does not touch the
 transaction itself fails on a key another process recorded meanwhile, every claim of the group is settled
 again on its own; a database that does not answer is a 503 for each (nothing of the group was recorded).
 
-One thread with its own connection does this for the process, whatever event loop a request came on. While
-a group is with the database the next one gathers, so a quiet desk waits for no one and a busy one
-gets large groups. Only `POST /v1/settlements` on PostgreSQL comes here; on SQLite, which has one writer,
-and for the other routes that settle (the pages, the national 2304), `desk.settle_claim` is the path.
+Two threads, each with its own connection, do this for the process, whatever event loop a request came on:
+while one group is with the database another is priced and the next gathers, so a quiet desk waits for no
+one and a busy one gets large groups. Two groups touching one person or household meet at its lock, and
+the second reads what the first recorded. Only `POST /v1/settlements` on PostgreSQL comes here; on
+SQLite, which has one writer, and for the other routes that settle (the pages, the national 2304),
+`desk.settle_claim` is the path.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import queue
+import secrets
 import threading
 import uuid
 from collections import defaultdict
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Table
@@ -78,6 +84,10 @@ from settlement.money import fen_from_decimal
 MAX_GROUP = 64
 """The most settlements in one transaction: bounds how long the first of a group waits for the last."""
 
+
+THREADS = 2
+"""Groups in flight at once: while one is with the database, another is priced. Measured under 16 desks
+(BENCHMARKS.md): two settle about a fifth more than one; a third adds nothing."""
 
 IDLE_SECONDS = 60.0
 """The connection is given back after this long without a settlement (and taken again with the next)."""
@@ -158,39 +168,86 @@ def _waves(items: Sequence[_Priced]) -> list[list[_Priced]]:
     return waves
 
 
-def _insert(connection: psycopg.Connection[Any], table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """The rows, a statement each, sent together (psycopg pipelines `executemany`). Measured against the
-    alternatives under 16 desks: one multi-row VALUES statement (a new text for each number of rows) gave
-    about 10 % fewer settlements per second, and an INSERT from arrays (`unnest`) was five times slower for
-    a settlement's row, whose 14 kB record then travels inside an array literal."""
-    if not rows:
-        return
+Statement = tuple[str, Mapping[str, Any] | Sequence[Any] | None]
+
+
+def _exchange(connection: psycopg.Connection[Any], statements: Sequence[Statement]) -> list[list[Any]]:
+    """Run `statements` in one round trip and return each one's rows (none for a statement without a
+    result). The parameters are bound here (a client-side cursor) and the statements go as one query: in
+    a transaction at READ COMMITTED each statement still takes its own snapshot, so a read after a lock
+    in the same exchange sees what was committed before the lock was granted. The first statement that
+    fails stops the exchange and raises; the transaction is then aborted and has to be rolled back."""
+    with psycopg.ClientCursor(connection) as cursor:
+        cursor.execute(";\n".join(sql if params is None else cursor.mogrify(sql, params) for sql, params in statements))
+        results = []
+        while True:
+            results.append(cursor.fetchall() if cursor.description is not None else [])
+            if not cursor.nextset():
+                return results
+
+
+def _insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> Statement:
+    """One INSERT of all `rows` (each with the same columns), in arrival order, sent as one JSON document
+    that PostgreSQL turns back into rows of the table's type. Measured under 16 desks against the
+    alternatives: a statement per row sent together (psycopg's `executemany`) costs a round trip of its
+    own and the database a bind per row; the rows as literals of a multi-row VALUES cost this thread about
+    5 us per value to quote (some 7 ms for a group of eight); an INSERT from arrays (`unnest`) was five
+    times slower for a settlement's row, whose 14 kB record then travels inside an array literal."""
     columns = tuple(rows[0])
     unknown = [n for n in columns if n not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no columns {unknown}")
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [[row[n] for n in columns] for row in rows])
+    names = ", ".join(columns)
+    options = orjson.OPT_PASSTHROUGH_DATETIME  # moments and dates through _json_value too
+    document = orjson.dumps([{n: row[n] for n in columns} for row in rows], default=_json_value, option=options)
+    sql = (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table.name}, "
+        f"{_dollar_quoted(document.decode('utf-8'))}::json) WITH ORDINALITY AS r ORDER BY r.ordinality"
+    )
+    return sql, None
+
+
+def _dollar_quoted(text: str) -> str:
+    """`text` as a dollar-quoted literal: nothing in it is escaped, so a group's 100 kB of rows costs a
+    copy rather than a pass that doubles quotes (psycopg's quoting took about 1.7 ms for 100 kB). The tag
+    is one the text does not contain."""
+    while True:
+        tag = f"$g{secrets.token_hex(8)}$"
+        if tag not in text:
+            return f"{tag}{text}{tag}"
+
+
+def _json_value(value: object) -> str:
+    """Money, moments and dates as PostgreSQL reads them back into their columns: exact decimal text, ISO
+    8601 (moments are stored without a time zone)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            raise ValueError("moments are stored without a time zone; convert before recording")
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
 _TOKENS = """
 SELECT t.token_sha256, t.token_id, t.expires_at, t.revoked_at, u.name, u.role, u.hospital_id
 FROM api_tokens t JOIN users u ON u.name = t.user_name
-WHERE t.token_sha256 = ANY(%(digests)s)"""
+WHERE t.token_sha256 = ANY(%(digests)s::text[])"""
 _PEOPLE = """
 SELECT p.person_id, p.household_id, p.insurance_scheme, r.policy_id, c.category, c.valid_from, c.valid_until
 FROM people p
 LEFT JOIN regions r ON r.region = p.region
 LEFT JOIN category_periods c ON c.person_id = p.person_id
-WHERE p.person_id = ANY(%(people)s)
+WHERE p.person_id = ANY(%(people)s::text[])
 ORDER BY p.person_id, c.valid_from"""
 # A desk's claim may leave its hospital out (it is the desk's own), so the tokens' hospitals are read too.
 _HOSPITALS = """
 SELECT hospital_id, level FROM hospitals
-WHERE hospital_id = ANY(%(hospitals)s) OR hospital_id IN (
+WHERE hospital_id = ANY(%(hospitals)s::text[]) OR hospital_id IN (
     SELECT u.hospital_id FROM users u JOIN api_tokens t ON t.user_name = u.name
-    WHERE t.token_sha256 = ANY(%(digests)s))"""
+    WHERE t.token_sha256 = ANY(%(digests)s::text[]))"""
 _PUBLISHED = "SELECT policy_key, document_sha256 FROM published_policies"
 # unnest returns the array's elements in order, and each row's lock is taken as the row is produced: the
 # locks are taken in the ascending order of the array, as `desk._lock` takes its two.
@@ -199,7 +256,7 @@ _FIGURES = """
 SELECT accumulator, entity, policy_year, sum(base_delta) AS base, sum(paid_delta) AS paid,
        sum(claims_delta) AS claims
 FROM ledger_entries
-WHERE entity = ANY(%(entities)s) AND policy_year = ANY(%(years)s) AND accumulator IS NOT NULL
+WHERE entity = ANY(%(entities)s::text[]) AND policy_year = ANY(%(years)s::int[]) AND accumulator IS NOT NULL
 GROUP BY accumulator, entity, policy_year"""
 _RECORDED = """
 SELECT s.hospital_id, s.medins_setl_id, s.setl_id, s.request_sha256, s.record_json
@@ -225,8 +282,7 @@ class _Worker:
 
 class GroupDesk:
     """`POST /v1/settlements` on PostgreSQL: requests are queued and settled in groups (see the module) by
-    one thread with its own connection, whichever event loop the requests come from. (A second thread, to
-    price one group while another is with the database, was measured no faster: BENCHMARKS.md.)"""
+    `threads` threads, each with its own connection, whichever event loop the requests come from."""
 
     def __init__(
         self,
@@ -234,14 +290,18 @@ class GroupDesk:
         catalogue: Catalogue,
         clock: Callable[[], dt.datetime],
         max_group: int = MAX_GROUP,
+        threads: int = THREADS,
     ):
+        if threads < 1:
+            raise ValueError("a group desk needs at least one thread")
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._catalogue = catalogue
         self._clock = clock
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._worker = _Worker()
+        self._workers = [_Worker() for _ in range(threads)]
         self._start = threading.Lock()
+        self._counting = threading.Lock()
         self.groups = 0  # transactions committed, and the most requests one of them answered
         self.largest = 0
         # Called before each step with the step's name and the connection: tests cut the connection here.
@@ -251,23 +311,26 @@ class GroupDesk:
         """Settle the claim `body` for the holder of `token`, in the next group. Raises what
         `desk.settle_claim` and the token check raise (ClaimError, Conflict, Unauthenticated, Forbidden),
         or DatabaseUnavailable."""
-        worker = self._worker
-        if worker.thread is None:
+        if self._workers[0].thread is None:
             with self._start:
-                if worker.thread is None:
-                    thread = threading.Thread(target=self._drain, args=(worker,), name="doudi-group-desk", daemon=True)
-                    thread.start()
-                    worker.thread = thread
+                for n, worker in enumerate(self._workers):
+                    if worker.thread is None:
+                        name = f"doudi-group-desk-{n}"
+                        worker.thread = threading.Thread(target=self._drain, args=(worker,), name=name, daemon=True)
+                        worker.thread.start()
         request = _Request(token, body, Future())
         self._queue.put(request)
         return await asyncio.wrap_future(request.answer)
 
     def close(self) -> None:
-        """Finish the groups queued, then stop the thread and close its connection (at shutdown)."""
+        """Finish the groups queued, then stop the threads and close their connections (at shutdown)."""
         with self._start:
-            thread, self._worker.thread = self._worker.thread, None
-            if thread is not None:
-                self._queue.put(None)
+            threads = [w.thread for w in self._workers if w.thread is not None]
+            for worker in self._workers:
+                worker.thread = None
+            for _ in threads:
+                self._queue.put(None)  # one for each thread: it stops at the first it takes
+            for thread in threads:
                 thread.join()
 
     def _drain(self, worker: _Worker) -> None:
@@ -298,12 +361,14 @@ class GroupDesk:
     def _settle_group(self, worker: _Worker, group: list[_Request], again: bool = True) -> None:
         try:
             if worker.connection is None or worker.connection.closed:
+                # Autocommit: each group's exchanges say BEGIN and COMMIT themselves.
                 worker.connection = psycopg.Connection.connect(
                     self._conninfo, autocommit=True, row_factory=namedtuple_row
                 )
             self._transaction(worker.connection, group)
-            self.groups += 1
-            self.largest = max(self.largest, len(group))
+            with self._counting:
+                self.groups += 1
+                self.largest = max(self.largest, len(group))
         except psycopg.errors.UniqueViolation as err:
             # A key of the group was recorded by another process after step 2 read the keys (that
             # transaction has committed: the insert waited for it). Settled again, alone, the claim whose key
@@ -327,127 +392,151 @@ class GroupDesk:
             self.before_step(name, connection)
 
     def _transaction(self, connection: psycopg.Connection[Any], group: list[_Request]) -> None:
-        now = self._clock()
-        answers: dict[int, Answer] = {}
-        problems: dict[int, Exception] = {}
-        with connection.transaction():
-            # 1. who asks, what the register says, what is published
-            self._step("read", connection)
-            digests = [token_digest(r.token) for r in group if r.token is not None and token_shape_ok(r.token)]
-            bodies = [r.body for r in group if isinstance(r.body, Mapping)]
-            people = sorted({b["person_id"] for b in bodies if isinstance(b.get("person_id"), str)})
-            hospitals = sorted({b["hospital_id"] for b in bodies if isinstance(b.get("hospital_id"), str)})
-            tokens_q = connection.execute(_TOKENS, {"digests": digests})
-            people_q = connection.execute(_PEOPLE, {"people": people})
-            hospitals_q = connection.execute(_HOSPITALS, {"hospitals": hospitals, "digests": digests})
-            published_q = connection.execute(_PUBLISHED)
-            tokens = {row.token_sha256: row for row in tokens_q.fetchall()}
-            facts = _facts(people_q.fetchall())
-            levels = {row.hospital_id: row.level for row in hospitals_q.fetchall()}
-            stamp = [(row.policy_key, row.document_sha256) for row in published_q.fetchall()]
-            library = self._catalogue.cached(stamp)
-            if library is None:  # something was published since: rebuilt (rarely; it reads the documents)
-                library = self._catalogue.library()
-
-            claims = []
-            for i, request in enumerate(group):
-                try:
-                    who = _principal(request.token, tokens, now)
-                    claims.append((i, who, *_claim(request.body, who, now, facts, levels, library)))
-                except Exception as err:
-                    problems[i] = err
-
-            # 2. lock every person and household, then read their year so far and the keys already used
-            figures, recorded = _Figures([]), {}
-            if claims:
-                self._step("lock", connection)
-                keys = sorted({k for _, _, c, _ in claims for k in lock_keys(c.person_id, c.household_id)})
-                locks_q = connection.execute(_LOCKS, {"keys": keys})
-                entities = sorted({e for _, _, c, _ in claims for e in (c.person_id, c.household_id)})
-                years = sorted({found.year for _, _, _, found in claims})
-                figures_q = connection.execute(_FIGURES, {"entities": entities, "years": years})
-                named = {
-                    "hospitals": [c.hospital_id for _, _, c, _ in claims],
-                    "keys": [c.claim_id for _, _, c, _ in claims],
-                }
-                recorded_q = connection.execute(_RECORDED, named)
-                locks_q.fetchall()
-                figures = _Figures(figures_q.fetchall())
-                recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q.fetchall()}
-
-            # Repeats first, in arrival order: a key recorded already, or met earlier in this group.
-            priced: list[_Priced] = []
-            fresh: dict[tuple[str, str], _Priced] = {}
-            again: list[tuple[int, _Priced, str]] = []
-            for i, who, claim, found in claims:
-                key = (claim.hospital_id, claim.claim_id)
-                canonical = canonical_claim(claim)
-                digest = request_digest(claim, canonical)
-                try:
-                    if key in recorded:
-                        row = recorded[key]
-                        known = repeat_of(claim.claim_id, row.setl_id, row.request_sha256, row.record_json, digest)
-                        answers[i] = Answer(False, answer_body(known.setl_id, known.record_json))
-                    elif key in fresh:  # the same key twice in one group: answered as the first is, below
-                        again.append((i, fresh[key], digest))
-                    else:
-                        fresh[key] = _Priced(i, who, claim, found, uuid.uuid4().hex, digest, canonical)
-                        priced.append(fresh[key])
-                except Exception as err:
-                    problems[i] = err
-            # Then the new ones: in waves where no two claims share a person or household (a claim goes in
-            # the wave after the last one holding its person or household, so each person's and household's
-            # claims stay in arrival order), each wave settled by the engine in one call per plan.
-            written: list[tuple[_Priced, SettlementRows]] = []
-            for wave in _waves(priced):
-                by_plan: dict[int, list[_Priced]] = defaultdict(list)
-                for item in wave:
-                    by_plan[id(item.found.plan)].append(item)
-                for items in by_plan.values():
-                    for item, record in _records(items, figures, problems):
-                        with_setl_id(record, item.setl_id)
-                        rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)
-                        item.record_json = rows.record_json
-                        figures.add(rows.entries)
-                        written.append((item, rows))
-                        answers[item.index] = Answer(True, answer_body(item.setl_id, rows.record_json))
-
-            for i, first, digest in again:
-                try:
-                    if first.index in problems:
-                        raise problems[first.index]
-                    known = repeat_of(first.claim.claim_id, first.setl_id, first.digest, first.record_json, digest)
-                    answers[i] = Answer(False, answer_body(known.setl_id, known.record_json))
-                except Exception as err:
-                    problems[i] = err
-
-            if written:
-                # 3. the settlements and their entries; then the chain's head, held to the commit
-                settlements = [rows.settlement for _, rows in written]
-                entries = [e for _, rows in written for e in rows.entries]
-                self._step("write", connection)
-                _insert(connection, SETTLEMENTS, settlements)
-                _insert(connection, ENTRIES, entries)
-                head_q = connection.execute(_HEAD)
-                head = head_q.fetchone()
-                if head is None:
-                    raise RuntimeError("the audit chain's head row is missing: nothing can be recorded")
-                # 4. one audit entry per settlement, chained, and the new head
-                self._step("chain", connection)
-                made = [
-                    audit_entry(p.who, "settlement.create", p.setl_id, {"medins_setl_id": p.claim.claim_id}, now)
-                    for p, _ in written
-                ]
-                chained = audit_chain.chained(head.seq, head.entry_sha256, made)
-                _insert(connection, audit_chain.LOG, chained)
-                connection.execute(_NEW_HEAD, {"seq": chained[-1]["seq"], "sha": chained[-1]["entry_sha256"]})
-            self._step("commit", connection)
+        try:
+            answers, problems = self._exchanges(connection, group)
+        except BaseException:
+            if not connection.closed and connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):  # broken: closing it rolls back as well
+                    connection.execute("ROLLBACK")
+            raise
         # Committed: only now is any settlement of the group answered as recorded.
         for i, request in enumerate(group):
             if i in problems:
                 _fail([request], problems[i])
             elif not request.answer.done():
                 request.answer.set_result(answers[i])
+
+    def _exchanges(
+        self, connection: psycopg.Connection[Any], group: list[_Request]
+    ) -> tuple[dict[int, Answer], dict[int, Exception]]:
+        """The group's transaction in four round trips (fewer when nothing is written): the answers of the
+        requests recorded or repeated, and the problems of the others."""
+        now = self._clock()
+        answers: dict[int, Answer] = {}
+        problems: dict[int, Exception] = {}
+        # 1. who asks, what the register says, what is published
+        self._step("read", connection)
+        digests = [token_digest(r.token) for r in group if r.token is not None and token_shape_ok(r.token)]
+        bodies = [r.body for r in group if isinstance(r.body, Mapping)]
+        people = sorted({b["person_id"] for b in bodies if isinstance(b.get("person_id"), str)})
+        hospitals = sorted({b["hospital_id"] for b in bodies if isinstance(b.get("hospital_id"), str)})
+        _, tokens_q, people_q, hospitals_q, published_q = _exchange(
+            connection,
+            [
+                ("BEGIN", None),
+                (_TOKENS, {"digests": digests}),
+                (_PEOPLE, {"people": people}),
+                (_HOSPITALS, {"hospitals": hospitals, "digests": digests}),
+                (_PUBLISHED, None),
+            ],
+        )
+        tokens = {row.token_sha256: row for row in tokens_q}
+        facts = _facts(people_q)
+        levels = {row.hospital_id: row.level for row in hospitals_q}
+        stamp = [(row.policy_key, row.document_sha256) for row in published_q]
+        library = self._catalogue.cached(stamp)
+        if library is None:  # something was published since: rebuilt (rarely; it reads the documents)
+            library = self._catalogue.library()
+
+        claims = []
+        for i, request in enumerate(group):
+            try:
+                who = _principal(request.token, tokens, now)
+                claims.append((i, who, *_claim(request.body, who, now, facts, levels, library)))
+            except Exception as err:
+                problems[i] = err
+
+        # 2. lock every person and household, then read their year so far and the keys already used
+        figures, recorded = _Figures([]), {}
+        if claims:
+            self._step("lock", connection)
+            keys = sorted({k for _, _, c, _ in claims for k in lock_keys(c.person_id, c.household_id)})
+            entities = sorted({e for _, _, c, _ in claims for e in (c.person_id, c.household_id)})
+            years = sorted({found.year for _, _, _, found in claims})
+            named = {
+                "hospitals": [c.hospital_id for _, _, c, _ in claims],
+                "keys": [c.claim_id for _, _, c, _ in claims],
+            }
+            _, figures_q, recorded_q = _exchange(
+                connection,
+                [
+                    (_LOCKS, {"keys": keys}),
+                    (_FIGURES, {"entities": entities, "years": years}),
+                    (_RECORDED, named),
+                ],
+            )
+            figures = _Figures(figures_q)
+            recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q}
+
+        # Repeats first, in arrival order: a key recorded already, or met earlier in this group.
+        priced: list[_Priced] = []
+        fresh: dict[tuple[str, str], _Priced] = {}
+        again: list[tuple[int, _Priced, str]] = []
+        for i, who, claim, found in claims:
+            key = (claim.hospital_id, claim.claim_id)
+            canonical = canonical_claim(claim)
+            digest = request_digest(claim, canonical)
+            try:
+                if key in recorded:
+                    row = recorded[key]
+                    known = repeat_of(claim.claim_id, row.setl_id, row.request_sha256, row.record_json, digest)
+                    answers[i] = Answer(False, answer_body(known.setl_id, known.record_json))
+                elif key in fresh:  # the same key twice in one group: answered as the first is, below
+                    again.append((i, fresh[key], digest))
+                else:
+                    fresh[key] = _Priced(i, who, claim, found, uuid.uuid4().hex, digest, canonical)
+                    priced.append(fresh[key])
+            except Exception as err:
+                problems[i] = err
+        # Then the new ones: in waves where no two claims share a person or household (a claim goes in
+        # the wave after the last one holding its person or household, so each person's and household's
+        # claims stay in arrival order), each wave settled by the engine in one call per plan.
+        written: list[tuple[_Priced, SettlementRows]] = []
+        for wave in _waves(priced):
+            by_plan: dict[int, list[_Priced]] = defaultdict(list)
+            for item in wave:
+                by_plan[id(item.found.plan)].append(item)
+            for items in by_plan.values():
+                for item, record in _records(items, figures, problems):
+                    with_setl_id(record, item.setl_id)
+                    rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)
+                    item.record_json = rows.record_json
+                    figures.add(rows.entries)
+                    written.append((item, rows))
+                    answers[item.index] = Answer(True, answer_body(item.setl_id, rows.record_json))
+
+        for i, first, digest in again:
+            try:
+                if first.index in problems:
+                    raise problems[first.index]
+                known = repeat_of(first.claim.claim_id, first.setl_id, first.digest, first.record_json, digest)
+                answers[i] = Answer(False, answer_body(known.setl_id, known.record_json))
+            except Exception as err:
+                problems[i] = err
+
+        if written:
+            # 3. the settlements and their entries; then the chain's head, held to the commit
+            settlements = [rows.settlement for _, rows in written]
+            entries = [e for _, rows in written for e in rows.entries]
+            self._step("write", connection)
+            writes = [_insert(SETTLEMENTS, settlements)] + ([_insert(ENTRIES, entries)] if entries else [])
+            head_q = _exchange(connection, [*writes, (_HEAD, None)])[-1]
+            if not head_q:
+                raise RuntimeError("the audit chain's head row is missing: nothing can be recorded")
+            head = head_q[0]
+            # 4. one audit entry per settlement, chained, and the new head; the commit
+            made = [
+                audit_entry(p.who, "settlement.create", p.setl_id, {"medins_setl_id": p.claim.claim_id}, now)
+                for p, _ in written
+            ]
+            chained = audit_chain.chained(head.seq, head.entry_sha256, made)
+            new_head = {"seq": chained[-1]["seq"], "sha": chained[-1]["entry_sha256"]}
+            self._step("chain", connection)
+            _exchange(connection, [_insert(audit_chain.LOG, chained), (_NEW_HEAD, new_head), ("COMMIT", None)])
+        else:
+            self._step("commit", connection)
+            _exchange(connection, [("COMMIT", None)])
+        return answers, problems
 
 
 def _fail(requests: Sequence[_Request], err: Exception) -> None:

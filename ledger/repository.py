@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,18 @@ from settlement.plan import ADMISSIONS_KEY
 _ZERO = Decimal("0.00")
 
 
+def compact_json(value: Any) -> str:
+    """`value` as the JSON text that is stored and hashed: sorted keys, no spaces, non-ASCII as itself.
+    For what claims and records hold (text, integers, booleans, null, lists, objects with text keys; never
+    a float) it is the text of `json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))`,
+    which every earlier settlement was stored and hashed with (tests/unit/test_compact_json.py); orjson
+    writes it about five times faster, a tenth of a millisecond of each settlement's 17 kB record."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+
+
 def canonical_claim(claim: Claim) -> str:
     """The claim's canonical JSON (sorted keys, no spaces): stored with its settlement and hashed."""
-    return json.dumps(claim.as_json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return compact_json(claim.as_json())
 
 
 def request_digest(claim: Claim, canonical: str | None = None) -> str:
@@ -71,7 +80,7 @@ def settlement_rows(
     """The rows recording the engine's `record` for `claim` as settlement `setl_id` at `when` (`canonical`:
     the claim's `canonical_claim`, when the caller has it already)."""
     canonical = canonical or canonical_claim(claim)
-    record_json = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    record_json = compact_json(record)
     row = {
         "setl_id": setl_id,
         "medins_setl_id": claim.claim_id,
