@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from ledger.migrations import config
 from ledger.models import Base
@@ -42,6 +42,17 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def _column_compression(engine: Any) -> dict[str, str]:
+    """Columns whose compression method is set (PostgreSQL: 'p' pglz, 'l' lz4), as table.column."""
+    query = text(
+        "SELECT c.relname || '.' || a.attname AS name, a.attcompression AS method FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped AND a.attcompression <> ''"
+    )
+    with engine.connect() as connection:
+        return {row.name: row.method for row in connection.execute(query)}
+
+
 def reflected_schema(url: str) -> dict[str, Any]:
     """The database's schema as reflected (Alembic's own table aside), in a form two states compare in."""
     engine = create_engine(url)
@@ -51,6 +62,7 @@ def reflected_schema(url: str) -> dict[str, Any]:
         if engine.dialect.name == "postgresql":  # objects a dropped table can leave behind
             schema["sequences"] = sorted(inspector.get_sequence_names())
             schema["enums"] = sorted(e["name"] for e in inspector.get_enums())  # type: ignore[attr-defined]
+            schema["compression"] = _column_compression(engine)
         for table in inspector.get_table_names():
             if table == "alembic_version":
                 continue
@@ -77,6 +89,13 @@ def test_upgrading_an_empty_database_gives_exactly_the_models_schema(database_ur
     assert current_revision(database_url) == ScriptDirectory.from_config(cfg).get_current_head()
     assert set(reflected_schema(database_url)["tables"]) == set(Base.metadata.tables)
     assert schema_differences(database_url) == []
+    if database_url.startswith("postgresql"):
+        # Revision 0008: the settlement's large JSON columns compressed with lz4 (the server here has it).
+        engine = create_engine(database_url)
+        try:
+            assert _column_compression(engine) == {"settlements.claim_json": "l", "settlements.record_json": "l"}
+        finally:
+            engine.dispose()
 
 
 def test_each_downgrade_restores_the_schema_before_its_upgrade(database_url: str) -> None:
