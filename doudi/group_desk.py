@@ -227,7 +227,7 @@ def _json_value(value: object) -> str:
         return str(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            raise ValueError("moments are stored without a time zone; convert before recording")
+            raise TypeError("moments are stored without a time zone; convert before recording")
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
