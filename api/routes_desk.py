@@ -99,14 +99,14 @@ async def settle(
 ) -> Response:
     ctx = context(request)
     token = credentials.credentials if credentials is not None else None
-    # The body is read here rather than by a dependency: a bad token is answered before a bad body, as on
-    # every route, and the token is checked with the claim (in its group, on PostgreSQL).
+    # The body is read here rather than by a dependency: a bad token is answered before a bad body or query
+    # parameter, as on every route, and the token is checked with the claim (in its group, on PostgreSQL).
     body: Any
     try:
         body = await json_body(request)
+        refuse_unsafe_parameters(request)
     except (ClaimError, BodyTooLarge) as err:
         body = err
-    refuse_unsafe_parameters(request)
     if ctx.group is not None:
         answer = await ctx.group.settle(token, body)
         created, content = answer.created, answer.body

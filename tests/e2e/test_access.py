@@ -402,6 +402,18 @@ def test_every_route_answers_every_caller_as_the_table_says(service: Service) ->
     assert wrong == [], "\n".join(wrong)
 
 
+def test_settling_checks_the_token_before_a_refused_query_parameter(service: Service) -> None:
+    # POST /v1/settlements reads its own body and parameters (to check the token with the claim, in its
+    # group on PostgreSQL); as on every route, who asks is answered first, then what is wrong with the request.
+    url, claim = "/v1/settlements?note=a%00b", stay("ACCESS-PARAM")
+    before = database_rows(engine_of(service))
+    assert service.client.post(url, json=claim).status_code == 401
+    assert service.client.post(url, json=claim, headers=service.auth("demo-finance")).status_code == 403
+    refused = service.client.post(url, json=claim, headers=service.auth("demo-desk"))
+    assert refused.status_code == 422 and fields_of(refused) == ["note"], refused.text
+    assert database_rows(engine_of(service)) == before
+
+
 def test_a_desk_sees_and_touches_its_own_hospitals_settlements_only(service: Service) -> None:
     client = service.client
     provincial, meihekou = service.auth("demo-desk"), service.auth("demo-desk-mhk")
