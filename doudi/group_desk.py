@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.errors import DeadlockDetected, TransactionRollback, UniqueViolation
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Table
 from sqlalchemy.engine import make_url
@@ -303,7 +304,8 @@ class GroupDesk:
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._workers = [_Worker() for _ in range(threads)]
-        self._start = threading.Lock()
+        self._start = threading.Lock()  # held to start the threads, to queue a request, and to close
+        self._closed = False
         self._counting = threading.Lock()
         self.groups = 0  # transactions committed, and the most requests one of them answered
         self.largest = 0
@@ -314,20 +316,24 @@ class GroupDesk:
         """Settle the claim `body` for the holder of `token`, in the next group. Raises what
         `desk.settle_claim` and the token check raise (ClaimError, Conflict, Unauthenticated, Forbidden),
         or DatabaseUnavailable."""
-        if self._workers[0].thread is None:
-            with self._start:
-                for n, worker in enumerate(self._workers):
-                    if worker.thread is None:
-                        name = f"doudi-group-desk-{n}"
-                        worker.thread = threading.Thread(target=self._drain, args=(worker,), name=name, daemon=True)
-                        worker.thread.start()
         request = _Request(token, body, Future())
-        self._queue.put(request)
+        # Under the lock, so that no request is queued behind the stop marks of `close` and left unanswered.
+        with self._start:
+            if self._closed:
+                raise DatabaseUnavailable("the server is stopping: nothing was recorded, settle again in a moment")
+            for n, worker in enumerate(self._workers):
+                if worker.thread is None:
+                    name = f"doudi-group-desk-{n}"
+                    worker.thread = threading.Thread(target=self._drain, args=(worker,), name=name, daemon=True)
+                    worker.thread.start()
+            self._queue.put(request)
         return await asyncio.wrap_future(request.answer)
 
     def close(self) -> None:
-        """Finish the groups queued, then stop the threads and close their connections (at shutdown)."""
+        """Finish the groups queued, then stop the threads and close their connections (at shutdown); a
+        request that comes later is answered 503."""
         with self._start:
+            self._closed = True
             threads = [w.thread for w in self._workers if w.thread is not None]
             for worker in self._workers:
                 worker.thread = None
@@ -365,17 +371,22 @@ class GroupDesk:
         try:
             if worker.connection is None or worker.connection.closed:
                 # Autocommit: each group's exchanges say BEGIN and COMMIT themselves.
+                # UTF-8 whatever the database's or the environment's encoding: a group's rows are sent as
+                # orjson wrote them.
                 worker.connection = psycopg.Connection.connect(
-                    self._conninfo, autocommit=True, row_factory=namedtuple_row
+                    self._conninfo, autocommit=True, row_factory=namedtuple_row, client_encoding="utf8"
                 )
             self._transaction(worker.connection, group)
             with self._counting:
                 self.groups += 1
                 self.largest = max(self.largest, len(group))
-        except psycopg.errors.UniqueViolation as err:
-            # A key of the group was recorded by another process after step 2 read the keys (that
-            # transaction has committed: the insert waited for it). Settled again, alone, the claim whose key
-            # it was is answered from the record, as a repeat or a conflict; the others are settled.
+        # (psycopg files a deadlock apart from the other rolled-back transactions: both are named.)
+        except (UniqueViolation, TransactionRollback, DeadlockDetected) as err:
+            # A key of the group was recorded by another group after step 2 read the keys (that transaction
+            # has committed: the insert waited for it), or PostgreSQL broke a deadlock between groups
+            # waiting on each other's keys (one key sent for two people at once, in two groups). Settled
+            # again, alone, the claim whose key it was is answered from the record, as a repeat or a
+            # conflict; the others are settled.
             if len(group) > 1:
                 for request in group:
                     self._settle_group(worker, [request])
@@ -426,7 +437,7 @@ class GroupDesk:
         _, tokens_q, people_q, hospitals_q, published_q = _exchange(
             connection,
             [
-                ("BEGIN", None),
+                ("BEGIN ISOLATION LEVEL READ COMMITTED", None),  # stated: the reads after the locks rely on it
                 (_TOKENS, {"digests": digests}),
                 (_PEOPLE, {"people": people}),
                 (_HOSPITALS, {"hospitals": hospitals, "digests": digests}),
@@ -518,7 +529,8 @@ class GroupDesk:
                 problems[i] = err
 
         if written:
-            # 3. the settlements and their entries; then the chain's head, held to the commit
+            # 3. the settlements and their entries; then the chain's head, held to the commit. In the order
+            # they were priced: the ledger's order is the order in which its stays were settled.
             settlements = [rows.settlement for _, rows in written]
             entries = [e for _, rows in written for e in rows.entries]
             self._step("write", connection)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -228,3 +229,45 @@ def test_many_people_in_one_group_are_each_priced_as_on_their_own(
     assert group is not None and group.largest > 1
     assert max(sizes) > 1, "the engine never priced two claims in one call"
     assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)
+
+
+def test_a_group_the_database_rolls_back_is_settled_again_claim_by_claim(served: Served) -> None:
+    """A deadlock between groups (PostgreSQL then rolls one back) costs the losing group a retry, one claim
+    at a time, never a 503: here the first group to reach its write is made the victim."""
+    claims = stays_of_one_household()[:8]
+    served.register_household(claims)
+    group = served.contexts[0].group
+    assert group is not None
+    victims: list[str] = []
+
+    def deadlock_once(step: str, _connection: Any) -> None:
+        if step == "write" and not victims:
+            victims.append(step)
+            raise psycopg.errors.DeadlockDetected("deadlock detected (made by the test)")
+
+    group.before_step = deadlock_once
+    desk = served.desk("demo-desk-mhk")
+    results = together([post(served.clients[0], desk, claim) for claim in claims])
+    assert victims == ["write"]
+    outcomes = [outcome(r) for r in results]
+    assert all(o.created for o in outcomes)
+    assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)
+
+
+def test_chinese_text_is_stored_as_sent_whatever_the_client_encoding(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group desk sends its rows as UTF-8, so its connection says so, even where the environment asks
+    libpq for another encoding (here GB18030, which a Chinese workstation may well set)."""
+    monkeypatch.setenv("PGCLIENTENCODING", "GB18030")  # read when the group desk connects, at its first group
+    claim = stays_of_one_household()[0]
+    served.register_household([claim])
+    answer = post(served.clients[0], served.desk("demo-desk-mhk"), claim)()
+    assert answer.status_code == 201, answer.text
+    sent = answer.json()
+    setl_id = sent.pop("setl_id")
+    with Session(served.contexts[0].engine) as session:
+        stored = session.get(Settlement, setl_id)
+        assert stored is not None
+        assert json.loads(stored.record_json) == sent
+    assert any(ord(c) > 0x2E80 for c in stored.record_json), "the record held no Chinese text to check"

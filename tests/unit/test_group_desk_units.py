@@ -4,18 +4,21 @@ entries appended one by one."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from doudi import services
 from doudi.audit import chained
 from doudi.desk import pricing, records_together
-from doudi.group_desk import _Priced, _waves
+from doudi.group_desk import DatabaseUnavailable, GroupDesk, _Priced, _waves
 from ledger.audit_chain import GENESIS, entry_sha256
 from settlement.claims import parse_claim
 
@@ -88,3 +91,13 @@ def test_entries_chained_together_are_the_entries_appended_one_by_one(targets: l
         assert row["prev_sha256"] == sha and row["seq"] == seq + 1
         assert row["entry_sha256"] == entry_sha256(seq + 1, sha, *entry)
         seq, sha = row["seq"], row["entry_sha256"]
+
+
+def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
+    # No database is needed: a request that comes once the desk has closed is answered at once (503), and
+    # no thread or connection is started for it.
+    desk = GroupDesk("postgresql://nobody@127.0.0.1:1/none", cast(Any, None), dt.datetime.now)
+    desk.close()
+    with pytest.raises(DatabaseUnavailable, match="stopping"):
+        asyncio.run(desk.settle("dd_token", {}))
+    assert all(thread.name != "doudi-group-desk-0" for thread in threading.enumerate())
