@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -98,6 +99,7 @@ def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
     # no thread or connection is started for it.
     desk = GroupDesk("postgresql://nobody@127.0.0.1:1/none", cast(Any, None), dt.datetime.now)
     desk.close()
-    with pytest.raises(DatabaseUnavailable, match="stopping"):
-        asyncio.run(desk.settle("dd_token", {}))
+    # In a thread of its own: another test's browser may have left an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool, pytest.raises(DatabaseUnavailable, match="stopping"):
+        pool.submit(asyncio.run, desk.settle("dd_token", {})).result()
     assert all(thread.name != "doudi-group-desk-0" for thread in threading.enumerate())
