@@ -97,9 +97,13 @@ def test_entries_chained_together_are_the_entries_appended_one_by_one(targets: l
 def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
     # No database is needed: a request that comes once the desk has closed is answered at once (503), and
     # no thread or connection is started for it.
+    def group_threads() -> set[threading.Thread]:  # other tests' desks may have theirs running
+        return {thread for thread in threading.enumerate() if thread.name.startswith("doudi-group-desk")}
+
+    before = group_threads()
     desk = GroupDesk("postgresql://nobody@127.0.0.1:1/none", cast(Any, None), dt.datetime.now)
     desk.close()
     # In a thread of its own: another test's browser may have left an event loop running in this one.
     with ThreadPoolExecutor(1) as pool, pytest.raises(DatabaseUnavailable, match="stopping"):
         pool.submit(asyncio.run, desk.settle("dd_token", {})).result()
-    assert all(thread.name != "doudi-group-desk-0" for thread in threading.enumerate())
+    assert group_threads() <= before, "a thread was started for a closed desk"
