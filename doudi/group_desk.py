@@ -169,8 +169,8 @@ def _waves(items: Sequence[_Priced]) -> list[list[_Priced]]:
     return waves
 
 
-Statement = tuple[str | bytes, Mapping[str, Any] | Sequence[Any] | None]
-"""SQL and its parameters, bound on this side; or SQL as bytes, ready to send (the rows of a group)."""
+Statement = tuple[str | bytes, Mapping[str, Any] | None]
+"""SQL and its named parameters, bound on this side; or SQL as bytes, ready to send (the rows of a group)."""
 
 
 def _exchange(connection: psycopg.Connection[Any], statements: Sequence[Statement]) -> list[list[Any]]:
@@ -198,7 +198,7 @@ def _insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> Statement:
     alternatives: a statement per row sent together (psycopg's `executemany`) costs a round trip of its
     own and the database a bind per row; the rows as literals of a multi-row VALUES cost this thread about
     5 us per value to quote (some 7 ms for a group of eight); an INSERT from arrays (`unnest`) was five
-    times slower for a settlement's row, whose 14 kB record then travels inside an array literal."""
+    times slower for a settlement's row, whose 14–17 kB record then travels inside an array literal."""
     columns = tuple(rows[0])
     unknown = [n for n in columns if n not in table.c]
     if unknown:
