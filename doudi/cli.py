@@ -140,15 +140,15 @@ def serve(
     if cpu is not None:
         _pin_to_core(cpu, workers)
 
-    from api.app import create_app, open_engine
     from api.app import database_url as resolve_url
+    from api.app import open_engine, served_app
     from doudi import demo as demo_region
     from doudi import logs
     from doudi.catalogue import Catalogue
 
     url = resolve_url(database_url)
     os.environ["DOUDI_DATABASE_URL"] = url  # what the app factory reads
-    app_ = create_app(url)
+    app_ = served_app(url)
     if demo:
         files = services.open_library()
         engine = open_engine(url)
@@ -173,7 +173,7 @@ def serve(
         uvicorn.run(app_, host=host, port=port, log_config=logs.uvicorn_config())
     else:  # each process builds its own app from DOUDI_DATABASE_URL; the schema is already migrated above
         uvicorn.run(
-            "api.app:create_app",
+            "api.app:served_app",
             factory=True,
             host=host,
             port=port,

@@ -4,6 +4,7 @@ settlement of the leukaemia case answers 201, then 200 for the same request."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app, served_app
 from tests.servers import DOUDI, free_port, launch, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +80,30 @@ def test_serve_refuses_a_core_it_cannot_use_and_workers_on_one_core(tmp_path: Pa
     assert taken.returncode == 1 and "--cpu: core 4096 is not one this process may use" in taken.stderr
     both = subprocess.run([str(DOUDI), "serve", "--cpu", "0", "--workers", "2"], **run)  # type: ignore[call-overload]
     assert both.returncode == 1 and "--cpu" in both.stderr and "--workers" in both.stderr
+
+
+def test_serve_with_two_processes_answers_from_each_app(tmp_path: Path) -> None:
+    port = free_port()
+    command = [str(DOUDI), "serve", "--port", str(port), "--workers", "2"]
+    process = launch(command, tmp_path, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, tmp_path / "server.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, process, timeout_s=60)
+        assert all(httpx.get(f"{base}/healthz", timeout=10).status_code == 200 for _ in range(10))
+        assert httpx.get(f"{base}/v1/policies", timeout=10).status_code == 401  # the whole app, not a stub
+    finally:
+        stop(process)
+
+
+def test_a_served_app_sets_its_startup_objects_aside_and_create_app_does_not(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'doudi.sqlite3'}"
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(url)) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() == 0  # a test's apps and objects stay collectable
+        with TestClient(served_app(url)) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > 10_000  # the policies, plans and framework, built before the start
+    finally:
+        gc.unfreeze()
