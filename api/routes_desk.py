@@ -75,10 +75,44 @@ def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[L
         **openapi.problems(401, 403, 413, 422, 503),
     },
 )
-def quote(request: Request, who: Desk, body: Body, session: Reading) -> JSONResponse:
+async def quote(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Response:
     ctx = context(request)
-    library, policy_id, claim = _claim(ctx, session, who, body)
-    return JSONResponse(quote_claim(ctx.reader, library, policy_id, claim))
+    token, body = await _token_and_body(request, credentials)
+    if ctx.group is not None:  # priced with the settlements and quotes sent at the same moment
+        return Response(await ctx.group.quote(token, body), media_type="application/json")
+    return JSONResponse(await run_in_threadpool(_quote_one, ctx, token, body))
+
+
+async def _token_and_body(request: Request, credentials: HTTPAuthorizationCredentials | None) -> tuple[str | None, Any]:
+    """The bearer token and the claim, or the problem reading the claim. The body is read here rather than
+    by a dependency: a bad token is answered before a bad body or query parameter, as on every route, and
+    the token is checked with the claim (in its group, on PostgreSQL)."""
+    token = credentials.credentials if credentials is not None else None
+    body: Any
+    try:
+        body = await json_body(request)
+        refuse_unsafe_parameters(request)
+    except (ClaimError, BodyTooLarge) as err:
+        body = err
+    return token, body
+
+
+def _desk_claim(ctx: Context, token: str | None, body: Any) -> tuple[Principal, Library, str, Claim]:
+    """The desk that sent `body` and its claim, checked in that order, one request at a time (SQLite)."""
+    with Session(ctx.reader) as session:
+        if token is None:
+            raise Unauthenticated(NO_TOKEN)
+        who = allowed(authenticate(session, token, ctx.clock()), ("desk",))
+        if isinstance(body, Exception):
+            raise body
+        return who, *_claim(ctx, session, who, body)
+
+
+def _quote_one(ctx: Context, token: str | None, body: Any) -> dict[str, Any]:
+    _who, library, policy_id, claim = _desk_claim(ctx, token, body)
+    return quote_claim(ctx.reader, library, policy_id, claim)
 
 
 @router.post(
@@ -98,15 +132,7 @@ async def settle(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Response:
     ctx = context(request)
-    token = credentials.credentials if credentials is not None else None
-    # The body is read here rather than by a dependency: a bad token is answered before a bad body or query
-    # parameter, as on every route, and the token is checked with the claim (in its group, on PostgreSQL).
-    body: Any
-    try:
-        body = await json_body(request)
-        refuse_unsafe_parameters(request)
-    except (ClaimError, BodyTooLarge) as err:
-        body = err
+    token, body = await _token_and_body(request, credentials)
     if ctx.group is not None:
         answer = await ctx.group.settle(token, body)
         created, content = answer.created, answer.body
@@ -117,13 +143,7 @@ async def settle(
 
 def _settle_one(ctx: Context, token: str | None, body: Any) -> tuple[bool, bytes]:
     """Settle one claim in its own transaction (SQLite, where writers take turns anyway)."""
-    with Session(ctx.reader) as session:
-        if token is None:
-            raise Unauthenticated(NO_TOKEN)
-        who = allowed(authenticate(session, token, ctx.clock()), ("desk",))
-        if isinstance(body, Exception):
-            raise body
-        library, policy_id, claim = _claim(ctx, session, who, body)
+    who, library, policy_id, claim = _desk_claim(ctx, token, body)
     outcome = settle_claim(ctx.engine, library, policy_id, claim, ctx.clock(), who)
     return outcome.created, answer_body(outcome.setl_id, outcome.record_json)
 

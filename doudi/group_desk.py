@@ -5,9 +5,9 @@ commit, most of the server's and the database's time per settlement. Here they q
 all that are waiting and settles them in one transaction of four round trips, whatever their number:
 
 1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published;
-2. the advisory locks of every person and household of the group (in one ascending order, as every other
-   writer takes them, so no two transactions wait for each other), the year-to-date figures of all of them,
-   and any settlement already recorded under one of the group's keys;
+2. the advisory locks of every person and household to be settled (in one ascending order, as every other
+   writer takes them, so no two transactions wait for each other), the year-to-date figures of everyone
+   priced, and any settlement already recorded under one of the group's keys;
 3. the settlements and their ledger entries (one INSERT per table), and the audit chain's head (locked);
 4. the audit entries, chained one after another, and the new head; COMMIT.
 
@@ -16,18 +16,20 @@ snapshot, so the figures read just after the locks were granted include every tr
 
 Each claim is priced as `desk.settle_claim` prices it, from the figures the ledger holds plus what the claims
 before it in the group added: stays of one person or household in one group are settled one after the
-other, in arrival order. Claims that share no one go to the engine together (one call per wave and plan),
-which prices each as it would alone, at a fraction of the cost. A request's problem (its token, its
-fields, its key used for other content) is its own answer and does not touch the others. When the
+other, in arrival order. A quote comes the same way and is priced from the figures as read, as
+`desk.quote_claim` prices it: it locks nothing and adds nothing. Claims that share no one go to the engine
+together (one call per wave and plan), which prices each as it would alone, at a fraction of the cost. A
+request's problem (its token, its fields, its key used for other content) is its own answer and does not
+touch the others. When the
 transaction itself fails on a key another process recorded meanwhile, every claim of the group is settled
 again on its own; a database that does not answer is a 503 for each (nothing of the group was recorded).
 
 Two threads, each with its own connection, do this for the process, whatever event loop a request came on:
 while one group is with the database another is priced and the next gathers, so a quiet desk waits for no
 one and a busy one gets large groups. Two groups touching one person or household meet at its lock, and
-the second reads what the first recorded. Only `POST /v1/settlements` on PostgreSQL comes here; on
-SQLite, which has one writer, and for the other routes that settle (the pages, the national 2304),
-`desk.settle_claim` is the path.
+the second reads what the first recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL
+come here; on SQLite, which has one writer, and for the other routes that settle or quote (the pages, the
+national 2303 and 2304), `desk.settle_claim` and `desk.quote_claim` are the path.
 """
 
 from __future__ import annotations
@@ -110,19 +112,21 @@ class _Request:
     token: str | None
     body: Any  # the decoded JSON document, or the exception reading it raised (answered after the token)
     answer: Future[Answer]
+    quote: bool = False  # priced from what is recorded, and answered; nothing is locked or written
 
 
 @dataclass
 class _Priced:
-    """A claim of the group to be recorded: who sent it, how to price it, and (once priced) its rows."""
+    """A claim of the group to be priced: who sent it and how to price it; for a settlement, its keys and
+    (once priced) its record as stored."""
 
     index: int  # in the group
     who: Principal
     claim: Claim
     found: Pricing
-    setl_id: str
-    digest: str
-    canonical: str
+    setl_id: str = ""
+    digest: str = ""
+    canonical: str = ""
     record_json: str = ""  # once priced
 
     @property
@@ -167,6 +171,14 @@ def _waves(items: Sequence[_Priced]) -> list[list[_Priced]]:
         for entity in item.entities:
             last[entity] = wave
     return waves
+
+
+def _by_plan(wave: Sequence[_Priced]) -> list[list[_Priced]]:
+    """A wave's claims by the plan that prices them (one engine call each), in arrival order."""
+    by_plan: dict[int, list[_Priced]] = defaultdict(list)
+    for item in wave:
+        by_plan[id(item.found.plan)].append(item)
+    return list(by_plan.values())
 
 
 Statement = tuple[str | bytes, Mapping[str, Any] | None]
@@ -285,8 +297,8 @@ class _Worker:
 
 
 class GroupDesk:
-    """`POST /v1/settlements` on PostgreSQL: requests are queued and settled in groups (see the module) by
-    `threads` threads, each with its own connection, whichever event loop the requests come from."""
+    """`POST /v1/settlements` and `/v1/quotes` on PostgreSQL: requests are queued and settled in groups (see
+    the module) by `threads` threads, each with its own connection, whichever event loop they come from."""
 
     def __init__(
         self,
@@ -316,11 +328,19 @@ class GroupDesk:
         """Settle the claim `body` for the holder of `token`, in the next group. Raises what
         `desk.settle_claim` and the token check raise (ClaimError, Conflict, Unauthenticated, Forbidden),
         or DatabaseUnavailable."""
-        request = _Request(token, body, Future())
+        return await self._queued(_Request(token, body, Future()))
+
+    async def quote(self, token: str | None, body: Any) -> bytes:
+        """A quote in the next group: the record settling `body` would have, priced from what the ledger held
+        when the group read it (not from settlements of the same group), as the JSON answer of
+        `POST /v1/quotes`. Raises as `settle` does, except Conflict; records nothing."""
+        return (await self._queued(_Request(token, body, Future(), quote=True))).body
+
+    async def _queued(self, request: _Request) -> Answer:
         # Under the lock, so that no request is queued behind the stop marks of `close` and left unanswered.
         with self._start:
             if self._closed:
-                raise DatabaseUnavailable("the server is stopping: nothing was recorded, settle again in a moment")
+                raise DatabaseUnavailable("the server is stopping: nothing was recorded, send it again in a moment")
             for n, worker in enumerate(self._workers):
                 if worker.thread is None:
                     name = f"doudi-group-desk-{n}"
@@ -452,35 +472,43 @@ class GroupDesk:
         if library is None:  # something was published since: rebuilt (rarely; it reads the documents)
             library = self._catalogue.library()
 
-        claims = []
+        claims, quotes = [], []
         for i, request in enumerate(group):
             try:
                 who = _principal(request.token, tokens, now)
-                claims.append((i, who, *_claim(request.body, who, now, facts, levels, library)))
+                claim, found = _claim(request.body, who, now, facts, levels, library)
+                if request.quote:
+                    quotes.append(_Priced(i, who, claim, found))
+                else:
+                    claims.append((i, who, claim, found))
             except Exception as err:
                 problems[i] = err
 
-        # 2. lock every person and household, then read their year so far and the keys already used
+        # 2. lock every person and household to be settled, then read the year so far of everyone priced and
+        # the keys already used. A quote takes no lock: it prices what was recorded when it was read.
         figures, recorded = _Figures([]), {}
-        if claims:
+        if claims or quotes:
             self._step("lock", connection)
             keys = sorted({k for _, _, c, _ in claims for k in lock_keys(c.person_id, c.household_id)})
-            entities = sorted({e for _, _, c, _ in claims for e in (c.person_id, c.household_id)})
-            years = sorted({found.year for _, _, _, found in claims})
+            everyone = [c for _, _, c, _ in claims] + [q.claim for q in quotes]
+            entities = sorted({e for c in everyone for e in (c.person_id, c.household_id)})
+            years = sorted({found.year for _, _, _, found in claims} | {q.found.year for q in quotes})
             named = {
                 "hospitals": [c.hospital_id for _, _, c, _ in claims],
                 "keys": [c.claim_id for _, _, c, _ in claims],
             }
-            _, figures_q, recorded_q = _exchange(
-                connection,
-                [
-                    (_LOCKS, {"keys": keys}),
-                    (_FIGURES, {"entities": entities, "years": years}),
-                    (_RECORDED, named),
-                ],
-            )
-            figures = _Figures(figures_q)
-            recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q}
+            reads = [(_FIGURES, {"entities": entities, "years": years})]
+            if claims:
+                reads = [(_LOCKS, {"keys": keys}), *reads, (_RECORDED, named)]
+            found_q = _exchange(connection, reads)
+            figures = _Figures(found_q[1] if claims else found_q[0])
+            recorded = {(row.hospital_id, row.medins_setl_id): row for row in found_q[2]} if claims else {}
+
+        # Quotes first, from the figures as read: each as it would be settled alone at this moment.
+        for wave in _waves(quotes):
+            for items in _by_plan(wave):
+                for item, record in _records(items, figures, problems):
+                    answers[item.index] = Answer(False, orjson.dumps(record))
 
         # Repeats first, in arrival order: a key recorded already, or met earlier in this group.
         priced: list[_Priced] = []
@@ -507,10 +535,7 @@ class GroupDesk:
         # claims stay in arrival order), each wave settled by the engine in one call per plan.
         written: list[tuple[_Priced, SettlementRows]] = []
         for wave in _waves(priced):
-            by_plan: dict[int, list[_Priced]] = defaultdict(list)
-            for item in wave:
-                by_plan[id(item.found.plan)].append(item)
-            for items in by_plan.values():
+            for items in _by_plan(wave):
                 for item, record in _records(items, figures, problems):
                     with_setl_id(record, item.setl_id)
                     rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)

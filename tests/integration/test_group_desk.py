@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.context import Context
 from doudi import demo, group_desk, services
-from doudi.desk import Outcome, records_together, settle_claim
+from doudi.desk import Outcome, quote_claim, records_together, settle_claim
 from ledger.models import AuditEntry, Settlement
 from settlement.claims import Claim, parse_claim
 from tests.integration.test_concurrency import (
@@ -271,3 +271,71 @@ def test_chinese_text_is_stored_as_sent_whatever_the_client_encoding(
         assert stored is not None
         assert json.loads(stored.record_json) == sent
     assert any(ord(c) > 0x2E80 for c in stored.record_json), "the record held no Chinese text to check"
+
+
+def quote(client: TestClient, headers: dict[str, str], claim: Claim) -> Callable[[], httpx.Response]:
+    return lambda: client.post("/v1/quotes", json=body(claim), headers=headers)
+
+
+def test_quotes_go_in_groups_price_what_is_recorded_and_record_nothing(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quotes sent at once are priced together (two of one person each from the ledger, not from each
+    other) and answered as the one-by-one quote is, while other people's settlements share their groups;
+    a quote's own problem is its own answer; nothing of a quote is recorded."""
+    household = stays_of_one_household()[:8]
+    others = [
+        parse_claim(
+            {**claim.as_json(), "claim_id": f"MIX-{i}", "person_id": f"MIX-P-{i}", "household_id": f"MIX-H-{i}"}
+        )
+        for i, claim in enumerate(stays_of_one_household()[8:14])
+    ]
+    served.register_household(household + others)
+    client, desk = served.clients[0], served.desk("demo-desk-mhk")
+    for claim in household[:3]:  # the household's year so far
+        assert post(client, desk, claim)().status_code == 201
+    priced: list[int] = []
+
+    def counted(plan: Any, together: Sequence[Claim], start: Any) -> Any:
+        priced.append(len(together))
+        return records_together(plan, together, start)
+
+    monkeypatch.setattr(group_desk, "records_together", counted)
+    unregistered = {**body(household[3]), "person_id": "NOBODY"}
+    calls: list[Callable[[], httpx.Response]] = [
+        *(quote(served.clients[i % 2], desk, claim) for i, claim in enumerate(household[3:] * 2)),
+        *(post(served.clients[i % 2], desk, claim) for i, claim in enumerate(others)),
+        lambda: client.post("/v1/quotes", json=body(household[3]), headers={"Authorization": "Bearer dd_nope"}),
+        lambda: client.post("/v1/quotes", json=body(household[3]), headers=served.desk("demo-finance")),
+        lambda: client.post("/v1/quotes", json=unregistered, headers=desk),
+        lambda: client.post("/v1/quotes", content=b"{not json", headers=desk),
+    ]
+    answers = together(calls)
+    quoted, settled, problems = answers[:10], answers[10:16], answers[16:]
+    engine = served.contexts[0].engine
+    for claim, answer in zip(household[3:] * 2, quoted, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == quote_claim(engine, served.library, POLICY, claim)
+    assert [a.status_code for a in settled] == [201] * len(others)
+    assert [a.status_code for a in problems] == [401, 403, 422, 422]
+    assert "person_id" in problems[2].text and "not valid JSON" in problems[3].text
+    assert max(priced) > 1, "no two claims were priced in one call"
+    with Session(engine) as session:
+        keys = sorted(session.scalars(select(Settlement.medins_setl_id)))
+    assert keys == sorted(c.claim_id for c in household[:3] + others)
+
+
+def test_a_quote_beside_a_settlement_of_its_household_sees_the_ledger_before_or_after_it(served: Served) -> None:
+    """A quote locks nothing: sent with a settlement of its household (which shares the temporary-aid cap),
+    it is priced from the ledger as it stood either before that settlement or after it, never in between."""
+    claims = stays_of_one_household()[:12]
+    served.register_household(claims)
+    client, desk = served.clients[0], served.desk("demo-desk-mhk")
+    engine = served.contexts[0].engine
+    for settled, quoted in zip(claims[0::2], claims[1::2], strict=True):
+        before = quote_claim(engine, served.library, POLICY, quoted)
+        settle_answer, quote_answer = together([post(client, desk, settled), quote(client, desk, quoted)])
+        assert settle_answer.status_code == 201 and quote_answer.status_code == 200, quote_answer.text
+        after = quote_claim(engine, served.library, POLICY, quoted)
+        assert before != after, "the settlement left the quoted stay's split as it was: nothing is shown"
+        assert quote_answer.json() in (before, after)  # which of the two is up to the order they arrive in
