@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.context import Context
-from doudi import demo, group_desk, services
+from doudi import audit, demo, group_desk, services
 from doudi.desk import Outcome, quote_claim, records_together, settle_claim
-from ledger.models import AuditEntry, Settlement
+from ledger.models import AuditEntry, LedgerEntry, Settlement
 from settlement.claims import Claim, parse_claim
 from tests.integration.test_concurrency import (
     CAPS,
@@ -125,6 +125,14 @@ def test_fifty_stays_of_one_person_through_two_group_desks_and_the_single_desk(s
     groups = [context.group for context in served.contexts]
     assert all(g is not None for g in groups)
     assert max(g.largest for g in groups if g is not None) > 1, "no two requests were ever settled together"
+    # The groups' audit entries and the single desk's are one chain.
+    verdict = audit.verify(served.contexts[0].engine)
+    assert verdict.intact and verdict.entries >= len(claims), verdict
+    with Session(served.contexts[0].engine) as session:
+        logged = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "settlement.create")
+        )
+    assert logged == len(claims)
 
 
 def test_a_household_shares_its_temporary_aid_cap_across_groups(served: Served) -> None:
@@ -339,3 +347,16 @@ def test_a_quote_beside_a_settlement_of_its_household_sees_the_ledger_before_or_
         after = quote_claim(engine, served.library, POLICY, quoted)
         assert before != after, "the settlement left the quoted stay's split as it was: nothing is shown"
         assert quote_answer.json() in (before, after)  # which of the two is up to the order they arrive in
+
+
+def test_without_the_audit_chains_head_nothing_is_recorded(served: Served) -> None:
+    claim = stays_of_one_household()[0]
+    served.register_household([claim])
+    engine = served.contexts[0].engine
+    with engine.begin() as connection:
+        connection.execute(audit.HEAD.delete())
+    with pytest.raises(RuntimeError, match="head row is missing"):
+        served.clients[0].post("/v1/settlements", json=body(claim), headers=served.desk("demo-desk-mhk"))
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Settlement)) == 0
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 0

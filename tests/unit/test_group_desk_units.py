@@ -1,11 +1,12 @@
 """The group desk's pure parts, without a database: how a group is cut into waves for the engine, that the
-engine prices a wave's claims as it prices each alone, and that audit entries chained in one go are the
-entries appended one by one."""
+engine prices a wave's claims as it prices each alone, that audit entries chained in one go are the
+entries appended one by one, and that an entry's hash is what its format says."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from doudi import services
 from doudi.audit import chained
 from doudi.desk import pricing, records_together
 from doudi.group_desk import DatabaseUnavailable, GroupDesk, _Priced, _waves
-from ledger.audit_chain import GENESIS, entry_sha256
+from ledger.audit_chain import FORMAT, GENESIS, entry_sha256
 from settlement.claims import parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +93,27 @@ def test_entries_chained_together_are_the_entries_appended_one_by_one(targets: l
         assert row["prev_sha256"] == sha and row["seq"] == seq + 1
         assert row["entry_sha256"] == entry_sha256(seq + 1, sha, *entry)
         seq, sha = row["seq"], row["entry_sha256"]
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(0, 2**40),
+    st.text(),
+    st.datetimes(),
+    st.text(),
+    st.none() | st.text(),
+    st.text(),
+    st.text(),
+    st.text(),
+)
+def test_an_entrys_hash_is_over_the_json_array_its_format_names(
+    seq: int, prev: str, at: dt.datetime, user: str, token: str | None, action: str, target: str, detail: str
+) -> None:
+    """The formula is fixed for good (ledger/audit_chain.py): the SHA-256 of one JSON array, which `doudi
+    audit verify` and an auditor with any JSON library recompute, whatever text and quotes an entry holds."""
+    array = [FORMAT, seq, prev, at.isoformat(timespec="microseconds"), user, token, action, target, detail]
+    text = json.dumps(array, ensure_ascii=False, separators=(",", ":"))
+    assert entry_sha256(seq, prev, at, user, token, action, target, detail) == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
