@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import openapi
 from api.auth import bearer, refuse_unsafe_parameters, require
-from api.context import BodyTooLarge, Context, context, json_body, json_object, read_session
+from api.context import BodyTooLarge, Context, context, json_body, json_object
 from doudi import services
 from doudi.accounts import NO_TOKEN, Principal, Unauthenticated, allowed, authenticate
 from doudi.desk import (
@@ -39,7 +39,6 @@ router = APIRouter(prefix="/v1", tags=["desk"])
 Desk = Annotated[Principal, Depends(require("desk"))]
 Reader = Annotated[Principal, Depends(require("desk", "finance"))]
 Body = Annotated[Any, Depends(json_body)]
-Reading = Annotated[Session, Depends(read_session)]
 
 _CLAIM_BODY = openapi.json_body(
     Claim,

@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import Engine, inspect, text
 from typer.testing import CliRunner
 
 from api.app import create_app
 from doudi.cli import app as doudi_cli
 from tests.e2e.conftest import Service
+from tests.e2e.helpers import database_rows, engine_of, fields_of, stay
 
 ROOT = Path(__file__).resolve().parents[2]
 MEIHEKOU_2014 = (ROOT / "policies/library/jl-meihekou-2014.yaml").read_text(encoding="utf-8")
@@ -32,24 +32,6 @@ DEMO_USER = {"desk": "demo-desk", "finance": "demo-finance", "policy": "demo-pol
 ANYONE = frozenset(ROLES)
 PUBLIC = frozenset({*ROLES, "public"})
 GARBAGE_TOKEN = "doudi_" + "x" * 43  # shaped like a token, issued to nobody
-
-
-def stay(claim_id: str, person_id: str = "MHK-P-0104", day: str = "2014-06-30", **fields: Any) -> dict[str, Any]:
-    """An inpatient stay of one day as a hospital system sends it; the register fills in the rest."""
-    return {
-        "claim_id": claim_id,
-        "person_id": person_id,
-        "visit_type": "inpatient",
-        "admitted_on": day,
-        "discharged_on": day,
-        "settled_at": f"{day}T10:00:00",
-        "diagnoses": ["J18.9"],
-        "total": "8000.00",
-        "fully_self_paid": "0.00",
-        "over_limit_self_paid": "0.00",
-        "pre_self_paid": "0.00",
-        **fields,
-    }
 
 
 def national(infno: str, msgid: str, day: str = "2014-06-30", **data: Any) -> dict[str, Any]:
@@ -288,18 +270,6 @@ def served_routes(app: FastAPI) -> set[tuple[str, str]]:
     return {(method, route.path) for route in routes for method in (route.methods or ()) if method != "HEAD"}
 
 
-def database_rows(engine: Engine) -> dict[str, list[str]]:
-    """Every row of every table (migrations' bookkeeping aside), to compare before and after."""
-    with engine.connect() as connection:
-        names = [n for n in inspect(connection).get_table_names() if n != "alembic_version"]
-        return {n: sorted(map(repr, connection.execute(text(f'SELECT * FROM "{n}"')).all())) for n in names}
-
-
-def engine_of(service: Service) -> Engine:
-    engine: Engine = service.client.app.state.context.engine  # type: ignore[attr-defined]
-    return engine
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -337,10 +307,6 @@ def settle(service: Service, user: str, claim: dict[str, Any]) -> str:
     assert settled.status_code == 201, settled.text
     setl_id: str = settled.json()["setl_id"]
     return setl_id
-
-
-def fields_of(response: httpx.Response) -> list[str]:
-    return [e["field"] for e in response.json().get("errors", [])]
 
 
 def audit_entries(service: Service) -> list[dict[str, Any]]:

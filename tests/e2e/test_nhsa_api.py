@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from interop.dictionary import load_dictionary
 from tests.e2e.conftest import Service
-from tests.e2e.test_access import database_rows, engine_of
+from tests.e2e.helpers import database_rows, engine_of
 
 EXCHANGES = Path(__file__).parent / "nhsa_exchanges"
 FILES = sorted(EXCHANGES.glob("*.json"))

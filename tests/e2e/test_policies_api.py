@@ -22,10 +22,10 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect, text
 
 from api.app import create_app
 from tests.e2e.conftest import Service
+from tests.e2e.helpers import database_rows, engine_of, fields_of, stay
 from tests.e2e.test_access import TABLE, Row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,40 +53,6 @@ def edited(document: str, **top: str) -> str:
 def county_policy(**top: str) -> str:
     """A copy of Meihekou 2014 as the policy of a new county, so that it overlaps nothing published."""
     return edited(MEIHEKOU_2014, **{"id": "jl-test-county", "version": '"2016"', "region": f'"{COUNTY}"', **top})
-
-
-def stay(claim_id: str, person_id: str = "MHK-P-0104", day: str = "2014-07-01", **fields: Any) -> dict[str, Any]:
-    """An inpatient stay of one day as a hospital system sends it; the register fills in the rest."""
-    return {
-        "claim_id": claim_id,
-        "person_id": person_id,
-        "visit_type": "inpatient",
-        "admitted_on": day,
-        "discharged_on": day,
-        "settled_at": f"{day}T10:00:00",
-        "diagnoses": ["J18.9"],
-        "total": "8000.00",
-        "fully_self_paid": "0.00",
-        "over_limit_self_paid": "0.00",
-        "pre_self_paid": "0.00",
-        **fields,
-    }
-
-
-def database_rows(engine: Engine) -> dict[str, list[str]]:
-    """Every row of every table (migrations' bookkeeping aside), to compare before and after."""
-    with engine.connect() as connection:
-        names = [n for n in inspect(connection).get_table_names() if n != "alembic_version"]
-        return {n: sorted(map(repr, connection.execute(text(f'SELECT * FROM "{n}"')).all())) for n in names}
-
-
-def engine_of(service: Service) -> Engine:
-    engine: Engine = service.client.app.state.context.engine  # type: ignore[attr-defined]
-    return engine
-
-
-def fields_of(response: httpx.Response) -> list[str]:
-    return [e["field"] for e in response.json().get("errors", [])]
 
 
 def listing(service: Service) -> dict[str, dict[str, Any]]:
@@ -134,11 +100,11 @@ def test_the_shipped_policies_are_listed_and_shown_as_they_settle(service: Servi
         assert row["used"] is False
 
     # A Meihekou stay in 2014 uses jl-meihekou@2014 and, through it, every policy it includes.
-    assert settled_policy(service, stay("USED-1")) == "jl-meihekou@2014"
+    assert settled_policy(service, stay("USED-1", day="2014-07-01")) == "jl-meihekou@2014"
     used = {key for key, row in listing(service).items() if row["used"]}
     assert used == {"jl-meihekou@2014", *MEIHEKOU_INCLUDES}
     # A quote records nothing, so it uses nothing.
-    quoted = client.post("/v1/quotes", json=stay("QUOTE-1", person_id="CC-P-0417"), headers=desk)
+    quoted = client.post("/v1/quotes", json=stay("QUOTE-1", person_id="CC-P-0417", day="2014-07-01"), headers=desk)
     assert quoted.status_code == 200 and quoted.json()["policy"]["id"] == "jl-changchun"
     assert {key for key, row in listing(service).items() if row["used"]} == used
 
@@ -261,7 +227,7 @@ def test_a_new_version_is_published_once_and_takes_over_on_its_date(service: Ser
 
 
 def test_a_version_that_settled_a_claim_is_never_replaced(service: Service) -> None:
-    assert settled_policy(service, stay("USED-1")) == "jl-meihekou@2014"
+    assert settled_policy(service, stay("USED-1", day="2014-07-01")) == "jl-meihekou@2014"
     before = database_rows(engine_of(service))
     # Directly, and through each policy it includes.
     for key in ("jl-meihekou@2014", *sorted(MEIHEKOU_INCLUDES)):

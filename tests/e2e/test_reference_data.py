@@ -15,9 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, inspect, text
 
 from tests.e2e.conftest import Service
+from tests.e2e.helpers import database_rows, engine_of, fields_of, stay
 
 COUNTY = "220582"  # an insured area the demo region does not have
 PERSON = {
@@ -30,40 +30,6 @@ PERSON = {
         {"category": "orphan", "valid_from": "2014-01-01", "valid_until": None},
     ],
 }
-
-
-def stay(claim_id: str, person_id: str = "MHK-P-0104", day: str = "2014-06-30", **fields: Any) -> dict[str, Any]:
-    """An inpatient stay of one day as a hospital system sends it; the register fills in the rest."""
-    return {
-        "claim_id": claim_id,
-        "person_id": person_id,
-        "visit_type": "inpatient",
-        "admitted_on": day,
-        "discharged_on": day,
-        "settled_at": f"{day}T10:00:00",
-        "diagnoses": ["J18.9"],
-        "total": "8000.00",
-        "fully_self_paid": "0.00",
-        "over_limit_self_paid": "0.00",
-        "pre_self_paid": "0.00",
-        **fields,
-    }
-
-
-def database_rows(engine: Engine) -> dict[str, list[str]]:
-    """Every row of every table (migrations' bookkeeping aside), to compare before and after."""
-    with engine.connect() as connection:
-        names = [n for n in inspect(connection).get_table_names() if n != "alembic_version"]
-        return {n: sorted(map(repr, connection.execute(text(f'SELECT * FROM "{n}"')).all())) for n in names}
-
-
-def engine_of(service: Service) -> Engine:
-    engine: Engine = service.client.app.state.context.engine  # type: ignore[attr-defined]
-    return engine
-
-
-def fields_of(response: httpx.Response) -> list[str]:
-    return [e["field"] for e in response.json().get("errors", [])]
 
 
 def assert_refused_on(response: httpx.Response, field: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.e2e.test_access import database_rows, served_routes
+from tests.e2e.helpers import database_rows
+from tests.e2e.test_access import served_routes
 from tests.e2e.test_web_pages import FAMILY, Web, csrf_of, web  # noqa: F401  (the fixture)
 
 ROLES = ("desk", "finance", "policy", "admin")

@@ -25,7 +25,7 @@ import openpyxl
 import pytest
 
 from tests.e2e.conftest import Service
-from tests.e2e.test_access import database_rows, engine_of, stay
+from tests.e2e.helpers import database_rows, engine_of, stay
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]

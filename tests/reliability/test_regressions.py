@@ -24,7 +24,7 @@ from doudi.desk import settle_claim
 from doudi.registry import complete_claim
 from settlement.claims import parse_claim
 from tests.e2e.conftest import Service
-from tests.e2e.test_access import engine_of
+from tests.e2e.helpers import engine_of
 from tests.reliability import workload
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from doudi import accounts
 from ledger.models import ApiToken
 from tests.e2e.conftest import NOW, Service
-from tests.e2e.test_access import TABLE, bearer, call, database_rows, engine_of, stay
+from tests.e2e.helpers import database_rows, engine_of, stay
+from tests.e2e.test_access import TABLE, bearer, call
 
 IDS = {"person_id": "MHK-P-0104", "hospital_id": "MHK-H001", "region": "220581", "policy": "jl-meihekou@2014"}
 
