@@ -162,10 +162,10 @@ def served_app(url: str | None = None) -> FastAPI:
 def set_aside_startup_objects() -> None:
     """Keep the collector off what was built before the first request (policies, engine plans, the
     framework): some 200,000 objects that live as long as the process. Left in the oldest generation, each
-    full collection walked them all: 90-170 ms, every request of the process waiting, once every few
+    full collection walked them all: 90-170 ms, every request of the process waiting, about once in ten
     seconds under 16 desks (timed with `gc.callbacks` in `bench.service`'s server; BENCHMARKS.md). Frozen,
-    a full collection walks only what requests made (one of 21 ms in the same run). A server process's
-    own objects, not a test's: `create_app` alone leaves the collector as it is."""
+    a full collection walks only what requests made (one of 21 ms in a run of the same length). A server
+    process's own objects, not a test's: `create_app` alone leaves the collector as it is."""
     gc.collect()
     gc.freeze()
 

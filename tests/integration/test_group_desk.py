@@ -288,30 +288,41 @@ def quote(client: TestClient, headers: dict[str, str], claim: Claim) -> Callable
 def test_quotes_go_in_groups_price_what_is_recorded_and_record_nothing(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Quotes sent at once are priced together (two of one person each from the ledger, not from each
-    other) and answered as the one-by-one quote is, while other people's settlements share their groups;
-    a quote's own problem is its own answer; nothing of a quote is recorded."""
+    """Quotes sent at once are priced together (people who share no one in one engine call; stays of one
+    household each from the ledger, not from each other) and answered as the one-by-one quote is, while
+    other people's settlements share their groups; a quote's own problem is its own answer; nothing of a
+    quote is recorded."""
+
+    def apart(prefix: str, claims: Sequence[Claim]) -> list[Claim]:
+        return [
+            parse_claim(
+                {
+                    **claim.as_json(),
+                    "claim_id": f"{prefix}-{i}",
+                    "person_id": f"{prefix}-P-{i}",
+                    "household_id": f"{prefix}-H-{i}",
+                }
+            )
+            for i, claim in enumerate(claims)
+        ]
+
     household = stays_of_one_household()[:8]
-    others = [
-        parse_claim(
-            {**claim.as_json(), "claim_id": f"MIX-{i}", "person_id": f"MIX-P-{i}", "household_id": f"MIX-H-{i}"}
-        )
-        for i, claim in enumerate(stays_of_one_household()[8:14])
-    ]
-    served.register_household(household + others)
+    others = apart("MIX", stays_of_one_household()[8:14])  # settled meanwhile
+    alone = apart("SOLO", stays_of_one_household()[14:26])  # quoted, each in a household of their own
+    served.register_household(household + others + alone)
     client, desk = served.clients[0], served.desk("demo-desk-mhk")
     for claim in household[:3]:  # the household's year so far
         assert post(client, desk, claim)().status_code == 201
-    priced: list[int] = []
+    priced: list[list[str]] = []
 
     def counted(plan: Any, together: Sequence[Claim], start: Any) -> Any:
-        priced.append(len(together))
+        priced.append([c.claim_id for c in together])
         return records_together(plan, together, start)
 
     monkeypatch.setattr(group_desk, "records_together", counted)
     unregistered = {**body(household[3]), "person_id": "NOBODY"}
     calls: list[Callable[[], httpx.Response]] = [
-        *(quote(served.clients[i % 2], desk, claim) for i, claim in enumerate(household[3:] * 2)),
+        *(quote(served.clients[i % 2], desk, claim) for i, claim in enumerate(household[3:] * 2 + alone)),
         *(post(served.clients[i % 2], desk, claim) for i, claim in enumerate(others)),
         lambda: client.post("/v1/quotes", json=body(household[3]), headers={"Authorization": "Bearer dd_nope"}),
         lambda: client.post("/v1/quotes", json=body(household[3]), headers=served.desk("demo-finance")),
@@ -319,15 +330,16 @@ def test_quotes_go_in_groups_price_what_is_recorded_and_record_nothing(
         lambda: client.post("/v1/quotes", content=b"{not json", headers=desk),
     ]
     answers = together(calls)
-    quoted, settled, problems = answers[:10], answers[10:16], answers[16:]
+    quoted, settled, problems = answers[:22], answers[22:28], answers[28:]
     engine = served.contexts[0].engine
-    for claim, answer in zip(household[3:] * 2, quoted, strict=True):
+    for claim, answer in zip(household[3:] * 2 + alone, quoted, strict=True):
         assert answer.status_code == 200, answer.text
         assert answer.json() == quote_claim(engine, served.library, POLICY, claim)
     assert [a.status_code for a in settled] == [201] * len(others)
     assert [a.status_code for a in problems] == [401, 403, 422, 422]
     assert "person_id" in problems[2].text and "not valid JSON" in problems[3].text
-    assert max(priced) > 1, "no two claims were priced in one call"
+    assert any(sum(key.startswith("SOLO") for key in call) > 1 for call in priced), "no two quotes in one call"
+    assert all(sum(key.startswith("CONC") for key in call) <= 1 for call in priced), "one household's together"
     with Session(engine) as session:
         keys = sorted(session.scalars(select(Settlement.medins_setl_id)))
     assert keys == sorted(c.claim_id for c in household[:3] + others)
