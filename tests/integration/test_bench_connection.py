@@ -1,0 +1,56 @@
+"""The service benchmark's own HTTP client (`bench.service._Connection`): what it measures is only right if
+it reads each answer whole, however the bytes arrive, and says so when it cannot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.service import _Connection
+
+
+async def _exchange(pieces: list[bytes], requests: int = 1) -> list[tuple[int, bytes]]:
+    """Serve `pieces` (written one by one, flushed apart) for the first request, then one small answer per
+    further request; return what the client read."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(requests):
+            await reader.readuntil(b"\r\n\r\n")
+            for piece in pieces if n == 0 else [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, connection = await asyncio.get_running_loop().create_connection(_Connection, "127.0.0.1", port)
+    try:
+        return [
+            await asyncio.wait_for(connection.request(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"), 5) for _ in range(requests)
+        ]
+    finally:
+        assert connection.transport is not None
+        connection.transport.close()
+        server.close()
+
+
+def test_an_answer_in_pieces_is_read_whole_and_the_next_one_after_it() -> None:
+    body = b'{"setl_id":"S1","note":"' + b"x" * 5000 + b'"}'
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    whole = head + body
+    pieces = [whole[:7], whole[7:40], whole[40 : len(head) + 10], whole[len(head) + 10 :]]
+    answers = asyncio.run(_exchange(pieces, requests=3))
+    assert answers == [(201, body), (200, b"ok"), (200, b"ok")]
+
+
+def test_a_chunked_answer_is_an_error_not_a_guess() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    with pytest.raises(ConnectionError, match="content-length"):
+        asyncio.run(_exchange([chunked]))
+
+
+def test_a_closed_connection_is_an_error() -> None:
+    with pytest.raises(ConnectionError):
+        asyncio.run(_exchange([b"HTTP/1.1 200 OK\r\ncontent-len"]))
