@@ -10,9 +10,9 @@ left under a cap.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,10 +81,22 @@ def serialise_sqlite_writes(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def lock_key(name: str) -> int:
+    """The advisory-lock number of `name` ("person:<id>" or "household:<id>"): the first eight bytes of the
+    MD5 of its UTF-8, as a signed 64-bit integer. The same number as `lock_key_sql` computes in PostgreSQL,
+    so that the group desk can lock a household it has not yet read from the register (doudi.group_desk)."""
+    return int.from_bytes(hashlib.md5(name.encode("utf-8"), usedforsecurity=False).digest()[:8], "big", signed=True)
+
+
+def lock_key_sql(name: str) -> str:
+    """`lock_key` as a PostgreSQL expression over the text expression `name`."""
+    return f"('x' || left(md5(convert_to({name}, 'UTF8')), 16))::bit(64)::bigint"
+
+
 def lock_keys(person_id: str, household_id: str) -> list[int]:
     """The advisory-lock numbers of a person and a household, in the order every writer takes them (so that
     two transactions can never wait for each other)."""
-    return sorted({zlib.crc32(f"person:{person_id}".encode()), zlib.crc32(f"household:{household_id}".encode())})
+    return sorted({lock_key(f"person:{person_id}"), lock_key(f"household:{household_id}")})
 
 
 def _lock(session: Session, person_id: str, household_id: str) -> None:

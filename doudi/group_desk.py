@@ -2,14 +2,15 @@
 
 At a busy desk many settlements are in flight at once. Each on its own costs a dozen round trips and a
 commit, most of the server's and the database's time per settlement. Here they queue, and a thread takes
-all that are waiting and settles them in one transaction of four round trips, whatever their number:
+all that are waiting and settles them in one transaction of three round trips, whatever their number:
 
-1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published;
-2. the advisory locks of every person and household to be settled (in one ascending order, as every other
-   writer takes them, so no two transactions wait for each other), the year-to-date figures of everyone
-   priced, and any settlement already recorded under one of the group's keys;
-3. the settlements and their ledger entries (one INSERT per table), and the audit chain's head (locked);
-4. the audit entries, chained one after another, and the new head; COMMIT.
+1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published; the advisory
+   locks of every person to be settled and of the household the register gives them (in one ascending
+   order, as every other writer takes them, so no two transactions wait for each other); then the
+   year-to-date figures of everyone priced, and any settlement already recorded under one of the group's
+   keys;
+2. the settlements and their ledger entries (one INSERT per table), and the audit chain's head (locked);
+3. the audit entries, chained one after another, and the new head; COMMIT.
 
 Each round trip is one query of several statements: at READ COMMITTED each statement takes its own
 snapshot, so the figures read just after the locks were granted include every transaction that held them.
@@ -67,7 +68,7 @@ from doudi.accounts import (
     token_shape_ok,
 )
 from doudi.catalogue import Catalogue
-from doudi.desk import Pricing, answer_body, lock_keys, pricing, records_together, repeat_of, with_setl_id
+from doudi.desk import Pricing, answer_body, lock_key_sql, pricing, records_together, repeat_of, with_setl_id
 from doudi.registry import PersonFacts, fill_claim
 from ledger.repository import (
     ENTRIES,
@@ -265,19 +266,33 @@ WHERE hospital_id = ANY(%(hospitals)s::text[]) OR hospital_id IN (
     SELECT u.hospital_id FROM users u JOIN api_tokens t ON t.user_name = u.name
     WHERE t.token_sha256 = ANY(%(digests)s::text[]))"""
 _PUBLISHED = "SELECT policy_key, document_sha256 FROM published_policies"
-# unnest returns the array's elements in order, and each row's lock is taken as the row is produced: the
-# locks are taken in the ascending order of the array, as `desk._lock` takes its two.
-_LOCKS = "SELECT pg_advisory_xact_lock(k) FROM unnest(%(keys)s::bigint[]) AS k"
+# The people to be settled and their households, by lock number, as `desk.lock_keys` numbers them. Each lock
+# is taken as its row is produced, so in ascending order of the numbers, as `desk._lock` takes its two. The
+# household is the register's: a claim naming another is refused (`registry.fill_claim`).
+_LOCKS = f"""
+SELECT pg_advisory_xact_lock(k) FROM (
+    SELECT DISTINCT {lock_key_sql("n.name")} AS k
+    FROM (SELECT 'person:' || p FROM unnest(%(settling)s::text[]) AS p
+          UNION ALL
+          SELECT 'household:' || household_id FROM people WHERE person_id = ANY(%(settling)s::text[])) AS n(name)
+    ORDER BY k) AS ordered"""
+# Every policy year: which years the claims fall in is known only once their policies are found.
 _FIGURES = """
 SELECT accumulator, entity, policy_year, sum(base_delta) AS base, sum(paid_delta) AS paid,
        sum(claims_delta) AS claims
 FROM ledger_entries
-WHERE entity = ANY(%(entities)s::text[]) AND policy_year = ANY(%(years)s::int[]) AND accumulator IS NOT NULL
+WHERE entity = ANY(ARRAY(SELECT unnest(%(people)s::text[])
+                         UNION SELECT household_id FROM people WHERE person_id = ANY(%(people)s::text[])))
+  AND accumulator IS NOT NULL
 GROUP BY accumulator, entity, policy_year"""
+# The keys at the hospitals named or the desks' own; the pairs that matter are picked out of these.
 _RECORDED = """
 SELECT s.hospital_id, s.medins_setl_id, s.setl_id, s.request_sha256, s.record_json
-FROM settlements s JOIN unnest(%(hospitals)s::text[], %(keys)s::text[]) AS k(hospital, key)
-  ON s.hospital_id = k.hospital AND s.medins_setl_id = k.key"""
+FROM settlements s
+WHERE s.medins_setl_id = ANY(%(keys)s::text[]) AND s.hospital_id = ANY(ARRAY(
+    SELECT unnest(%(hospitals)s::text[])
+    UNION SELECT u.hospital_id FROM users u JOIN api_tokens t ON t.user_name = u.name
+    WHERE t.token_sha256 = ANY(%(digests)s::text[])))"""
 _HEAD = f"SELECT seq, entry_sha256 FROM audit_chain WHERE id = {audit_chain.HEAD_ID} FOR UPDATE"
 _NEW_HEAD = f"UPDATE audit_chain SET seq = %(seq)s, entry_sha256 = %(sha)s WHERE id = {audit_chain.HEAD_ID}"
 
@@ -443,25 +458,33 @@ class GroupDesk:
     def _exchanges(
         self, connection: psycopg.Connection[Any], group: list[_Request]
     ) -> tuple[dict[int, Answer], dict[int, Exception]]:
-        """The group's transaction in four round trips (fewer when nothing is written): the answers of the
+        """The group's transaction in three round trips (two when nothing is written): the answers of the
         requests recorded or repeated, and the problems of the others."""
         now = self._clock()
         answers: dict[int, Answer] = {}
         problems: dict[int, Exception] = {}
-        # 1. who asks, what the register says, what is published
+        # 1. BEGIN; who asks, what the register says, what is published; the locks of everyone to be settled;
+        # then, under the locks, the year so far of everyone priced and the keys already used. All from the
+        # requests as sent: a request refused below has locked its person for this transaction, no more.
         self._step("read", connection)
         digests = [token_digest(r.token) for r in group if r.token is not None and token_shape_ok(r.token)]
-        bodies = [r.body for r in group if isinstance(r.body, Mapping)]
-        people = sorted({b["person_id"] for b in bodies if isinstance(b.get("person_id"), str)})
-        hospitals = sorted({b["hospital_id"] for b in bodies if isinstance(b.get("hospital_id"), str)})
-        _, tokens_q, people_q, hospitals_q, published_q = _exchange(
+        bodies = [(r.quote, r.body) for r in group if isinstance(r.body, Mapping)]
+        people = sorted({b["person_id"] for _, b in bodies if isinstance(b.get("person_id"), str)})
+        settling = sorted({b["person_id"] for q, b in bodies if not q and isinstance(b.get("person_id"), str)})
+        keys = sorted({b["claim_id"] for q, b in bodies if not q and isinstance(b.get("claim_id"), str)})
+        hospitals = sorted({b["hospital_id"] for _, b in bodies if isinstance(b.get("hospital_id"), str)})
+        named = {"people": people, "settling": settling, "digests": digests, "hospitals": hospitals, "keys": keys}
+        _, tokens_q, people_q, hospitals_q, published_q, _, figures_q, recorded_q = _exchange(
             connection,
             [
                 ("BEGIN ISOLATION LEVEL READ COMMITTED", None),  # stated: the reads after the locks rely on it
-                (_TOKENS, {"digests": digests}),
-                (_PEOPLE, {"people": people}),
-                (_HOSPITALS, {"hospitals": hospitals, "digests": digests}),
+                (_TOKENS, named),
+                (_PEOPLE, named),
+                (_HOSPITALS, named),
                 (_PUBLISHED, None),
+                (_LOCKS, named),
+                (_FIGURES, named),
+                (_RECORDED, named),
             ],
         )
         tokens = {row.token_sha256: row for row in tokens_q}
@@ -471,6 +494,8 @@ class GroupDesk:
         library = self._catalogue.cached(stamp)
         if library is None:  # something was published since: rebuilt (rarely; it reads the documents)
             library = self._catalogue.library()
+        figures = _Figures(figures_q)
+        recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q}
 
         claims, quotes = [], []
         for i, request in enumerate(group):
@@ -483,26 +508,6 @@ class GroupDesk:
                     claims.append((i, who, claim, found))
             except Exception as err:
                 problems[i] = err
-
-        # 2. lock every person and household to be settled, then read the year so far of everyone priced and
-        # the keys already used. A quote takes no lock: it prices what was recorded when it was read.
-        figures, recorded = _Figures([]), {}
-        if claims or quotes:
-            self._step("lock", connection)
-            keys = sorted({k for _, _, c, _ in claims for k in lock_keys(c.person_id, c.household_id)})
-            everyone = [c for _, _, c, _ in claims] + [q.claim for q in quotes]
-            entities = sorted({e for c in everyone for e in (c.person_id, c.household_id)})
-            years = sorted({found.year for _, _, _, found in claims} | {q.found.year for q in quotes})
-            named = {
-                "hospitals": [c.hospital_id for _, _, c, _ in claims],
-                "keys": [c.claim_id for _, _, c, _ in claims],
-            }
-            reads = [(_FIGURES, {"entities": entities, "years": years})]
-            if claims:
-                reads = [(_LOCKS, {"keys": keys}), *reads, (_RECORDED, named)]
-            found_q = _exchange(connection, reads)
-            figures = _Figures(found_q[1] if claims else found_q[0])
-            recorded = {(row.hospital_id, row.medins_setl_id): row for row in found_q[2]} if claims else {}
 
         # Quotes first, from the figures as read: each as it would be settled alone at this moment.
         for wave in _waves(quotes):
@@ -554,7 +559,7 @@ class GroupDesk:
                 problems[i] = err
 
         if written:
-            # 3. the settlements and their entries; then the chain's head, held to the commit. In the order
+            # 2. the settlements and their entries; then the chain's head, held to the commit. In the order
             # they were priced: the ledger's order is the order in which its stays were settled.
             settlements = [rows.settlement for _, rows in written]
             entries = [e for _, rows in written for e in rows.entries]
@@ -564,7 +569,7 @@ class GroupDesk:
             if not head_q:
                 raise RuntimeError("the audit chain's head row is missing: nothing can be recorded")
             head = head_q[0]
-            # 4. one audit entry per settlement, chained, and the new head; the commit
+            # 3. one audit entry per settlement, chained, and the new head; the commit
             made = [
                 audit_entry(p.who, "settlement.create", p.setl_id, {"medins_setl_id": p.claim.claim_id}, now)
                 for p, _ in written

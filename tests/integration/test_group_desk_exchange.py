@@ -19,7 +19,8 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, Text
 from sqlalchemy.engine import make_url
 
-from doudi.group_desk import _dollar_quoted, _exchange, _insert
+from doudi.desk import lock_key, lock_key_sql, lock_keys
+from doudi.group_desk import _LOCKS, _dollar_quoted, _exchange, _insert
 
 pytestmark = pytest.mark.postgres
 
@@ -112,3 +113,28 @@ def test_a_moment_with_a_time_zone_is_refused() -> None:
     with pytest.raises(TypeError) as refused:  # orjson's error, with ours as its cause
         _insert(ROWS, [{**row, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}])
     assert "time zone" in str(refused.value.__cause__)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(awkward, min_size=1, max_size=8))
+def test_postgresql_numbers_a_lock_as_the_desk_does(connection: psycopg.Connection[Any], names: list[str]) -> None:
+    [found] = _exchange(
+        connection, [(f"SELECT array(SELECT {lock_key_sql('n')} FROM unnest(%(n)s::text[]) n) AS k", {"n": names})]
+    )
+    assert found[0].k == [lock_key(name) for name in names]
+
+
+def test_the_group_locks_each_person_to_be_settled_and_the_household_the_register_gives(
+    connection: psycopg.Connection[Any],
+) -> None:
+    connection.execute("CREATE TEMP TABLE people (person_id text, household_id text)")  # shadows any real one
+    connection.execute("INSERT INTO people VALUES ('P1', 'H1'), ('P2', 'H1'), ('P3', 'H3'), ('Q', 'HQ')")
+    connection.execute("BEGIN")
+    _exchange(connection, [(_LOCKS, {"settling": ["P1", "P2", "P3", "unregistered"]})])
+    held = connection.execute(
+        "SELECT (classid::bigint << 32 | objid::bigint) AS k FROM pg_locks "
+        "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    ).fetchall()
+    connection.execute("ROLLBACK")
+    expected = {*lock_keys("P1", "H1"), *lock_keys("P2", "H1"), *lock_keys("P3", "H3"), lock_key("person:unregistered")}
+    assert sorted((k.k + 2**63) % 2**64 - 2**63 for k in held) == sorted(expected)
