@@ -468,7 +468,8 @@ class GroupDesk:
         # requests as sent: a request refused below has locked its person for this transaction, no more.
         self._step("read", connection)
         digests = [token_digest(r.token) for r in group if r.token is not None and token_shape_ok(r.token)]
-        bodies = [(r.quote, r.body) for r in group if isinstance(r.body, Mapping)]
+        # (A request without a token of the right shape will be refused: it takes no lock.)
+        bodies = [(r.quote, r.body) for r in group if isinstance(r.body, Mapping) and token_shape_ok(r.token or "")]
         people = sorted({b["person_id"] for _, b in bodies if isinstance(b.get("person_id"), str)})
         settling = sorted({b["person_id"] for q, b in bodies if not q and isinstance(b.get("person_id"), str)})
         keys = sorted({b["claim_id"] for q, b in bodies if not q and isinstance(b.get("claim_id"), str)})
