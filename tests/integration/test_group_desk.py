@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.context import Context
 from doudi import audit, demo, group_desk, services
-from doudi.desk import Outcome, quote_claim, records_together, settle_claim
+from doudi.desk import Outcome, lock_keys, quote_claim, records_together, settle_claim
 from ledger.models import AuditEntry, LedgerEntry, Settlement
 from settlement.claims import Claim, parse_claim
 from tests.integration.test_concurrency import (
@@ -372,3 +372,37 @@ def test_without_the_audit_chains_head_nothing_is_recorded(served: Served) -> No
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Settlement)) == 0
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+
+
+def test_a_group_holds_the_locks_of_its_people_and_their_register_households_and_no_others(served: Served) -> None:
+    """Locked in the round trip that reads the register: the person of each settlement and the household the
+    register gives them (the body names none), by the numbers the single desk takes; a quote's person and
+    the person of a request whose token cannot be ours lock nothing."""
+    claims = stays_of_one_household()[:3]
+    served.register_household(claims)
+    group = served.contexts[0].group
+    assert group is not None
+    held: dict[str, set[int]] = {}
+
+    def look(step: str, connection: Any) -> None:
+        rows = connection.execute(
+            "SELECT (classid::bigint << 32 | objid::bigint) AS k FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        ).fetchall()
+        held[step] = {(row.k + 2**63) % 2**64 - 2**63 for row in rows}
+
+    group.before_step = look
+    desk = served.desk("demo-desk-mhk")
+    answer = post(served.clients[0], desk, claims[0])()
+    assert answer.status_code == 201, answer.text
+    assert held["write"] == set(lock_keys(claims[0].person_id, claims[0].household_id))
+
+    held.clear()
+    answer = quote(served.clients[0], desk, claims[1])()
+    assert answer.status_code == 200, answer.text
+    assert held == {"read": set(), "commit": set()}  # (the first look is before BEGIN)
+
+    held.clear()
+    answer = post(served.clients[0], {"Authorization": "Bearer not-one-of-ours"}, claims[2])()
+    assert answer.status_code == 401, answer.text
+    assert held == {"read": set(), "commit": set()}  # (the first look is before BEGIN)
