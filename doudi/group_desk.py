@@ -465,11 +465,12 @@ class GroupDesk:
         problems: dict[int, Exception] = {}
         # 1. BEGIN; who asks, what the register says, what is published; the locks of everyone to be settled;
         # then, under the locks, the year so far of everyone priced and the keys already used. All from the
-        # requests as sent: a request refused below has locked its person for this transaction, no more.
+        # requests as sent, before any is checked: a request refused below has locked its person for this
+        # transaction, no more; one without a token of our shape, nothing.
         self._step("read", connection)
-        digests = [token_digest(r.token) for r in group if r.token is not None and token_shape_ok(r.token)]
-        # (A request without a token of the right shape will be refused: it takes no lock.)
-        bodies = [(r.quote, r.body) for r in group if isinstance(r.body, Mapping) and token_shape_ok(r.token or "")]
+        shaped = [(token, r) for r in group if (token := r.token) is not None and token_shape_ok(token)]
+        digests = [token_digest(token) for token, _ in shaped]
+        bodies = [(r.quote, r.body) for _, r in shaped if isinstance(r.body, Mapping)]
         people = sorted({b["person_id"] for _, b in bodies if isinstance(b.get("person_id"), str)})
         settling = sorted({b["person_id"] for q, b in bodies if not q and isinstance(b.get("person_id"), str)})
         keys = sorted({b["claim_id"] for q, b in bodies if not q and isinstance(b.get("claim_id"), str)})
