@@ -534,6 +534,8 @@ class _Connection(asyncio.Protocol):
 
     async def request(self, message: bytes) -> tuple[int, bytes]:
         assert self.transport is not None and self.waiting is None
+        if self.transport.is_closing():  # closed by the server between two requests
+            raise ConnectionError("the server closed the connection")
         self.waiting = asyncio.get_running_loop().create_future()
         self.transport.write(message)
         return await self.waiting

@@ -75,3 +75,25 @@ def test_a_chunked_answer_is_an_error_not_a_guess() -> None:
 def test_a_closed_connection_is_an_error() -> None:
     with pytest.raises(ConnectionError):
         _run(_exchange([b"HTTP/1.1 200 OK\r\ncontent-len"]))
+
+
+def test_a_connection_the_server_closed_between_requests_is_an_error_at_once() -> None:
+    async def closed_after_one() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, connection = await asyncio.get_running_loop().create_connection(_Connection, "127.0.0.1", port)
+        assert await connection.request(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n") == (200, b"ok")
+        await asyncio.sleep(0.1)  # the close reaches the client
+        try:
+            await asyncio.wait_for(connection.request(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"), 5)
+        finally:
+            server.close()
+
+    with pytest.raises(ConnectionError):
+        _run(closed_after_one())
