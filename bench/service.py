@@ -573,9 +573,9 @@ async def _run_raw(spec: LoadSpec, requests: _Requests, ready: Callable[[], floa
                 detail = body.decode(errors="replace") if status >= 300 else ""
             except (OSError, TimeoutError) as err:
                 status, detail = -1, f"{type(err).__name__}: {err}"
-                _record(result, clock, requests, status, t0, time.perf_counter_ns(), detail)
-                return  # the connection is in an unknown state: this client stops
             _record(result, clock, requests, status, t0, time.perf_counter_ns(), detail)
+            if status < 0:
+                return  # the connection is in an unknown state: this client stops
 
     try:
         await asyncio.gather(_cpu_window(clock, result), *(client_loop(i, c) for i, c in enumerate(connections)))
@@ -1050,7 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--generator",
-        choices=("raw", "threads", "async"),
+        choices=tuple(GENERATORS),
         default="raw",
         help="load generator: one uvloop event loop with a minimal HTTP/1.1 connection per client (default), a "
         "thread and an httpx.Client per client, or asyncio and an httpx.AsyncClient per client",
