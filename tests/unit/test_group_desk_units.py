@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from doudi import services
 from doudi.audit import chained
 from doudi.desk import pricing, records_together
-from doudi.group_desk import DatabaseUnavailable, GroupDesk, _Priced, _waves
+from doudi.group_desk import DatabaseUnavailable, GroupDesk, _Priced, _Request, _waves
 from ledger.audit_chain import FORMAT, GENESIS, entry_sha256
 from settlement.claims import parse_claim
 
@@ -129,3 +129,43 @@ def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(DatabaseUnavailable, match="stopping"):
         pool.submit(asyncio.run, desk.settle("dd_token", {})).result()
     assert group_threads() <= before, "a thread was started for a closed desk"
+
+
+def _gathered(desk: GroupDesk, late_after: float | None) -> int:
+    """How many requests the group of a first request and two queued behind it holds, when one more is
+    queued `late_after` seconds after gathering began (None: no more come)."""
+    requests = [_Request(None, {}, Future()) for _ in range(4)]
+    for request in requests[1:3]:
+        desk._queue.put(request)
+    late = None
+    if late_after is not None:
+        late = threading.Timer(late_after, desk._queue.put, (requests[3],))
+        late.start()
+    group = desk._gather(requests[0])
+    if late is not None:
+        late.join()
+    while not desk._queue.empty():  # the late one, when it came after the group was cut
+        desk._queue.get_nowait()
+    return len(group)
+
+
+def test_a_quiet_desk_takes_what_is_queued_and_a_busy_one_waits_for_what_is_coming() -> None:
+    # The gap is wide here so that timing cannot decide the outcome: a request 0.05 s after gathering began
+    # comes well within 2 s of the one before, and long after a quiet desk has gone.
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    desk = GroupDesk(url, cast(Any, None), dt.datetime.now, gather_gap=2.0, gather_max=5.0)
+    desk._last_group = 1
+    assert _gathered(desk, late_after=0.05) == 3, "a quiet desk waited for a request that was not queued yet"
+    assert desk._last_group == 3
+    # The last group held more than one: requests are coming; the late one joins.
+    assert _gathered(desk, late_after=0.05) == 4
+    # A group is under way (and the last held one): the late one joins as well.
+    desk._last_group, desk._transactions = 1, 1
+    assert _gathered(desk, late_after=0.05) == 4
+    # Busy, but nothing more comes: the group goes once `gather_gap` has passed with nothing new.
+    desk._transactions = 0
+    desk._gather_gap = 0.05
+    assert _gathered(desk, late_after=None) == 3
+    # However many keep coming, a group gathers for `gather_max` at most (and `max_group` bounds it).
+    desk._gather_gap, desk._gather_max = 2.0, 0.05
+    assert _gathered(desk, late_after=1.0) == 3
