@@ -2,18 +2,21 @@
 
 At a busy desk many settlements are in flight at once. Each on its own costs a dozen round trips and a
 commit, most of the server's and the database's time per settlement. Here they queue, and a thread takes
-all that are waiting and settles them in one transaction of three round trips, whatever their number:
+all that are waiting and settles them in one transaction of three exchanges, whatever their number:
 
 1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published; the advisory
    locks of every person to be settled and of the household the register gives them (in one ascending
    order, as every other writer takes them, so no two transactions wait for each other); then the
    year-to-date figures of everyone priced, and any settlement already recorded under one of the group's
    keys;
-2. the settlements and their ledger entries (one INSERT per table), and the audit chain's head (locked);
+2. the settlements and their ledger entries, sent as they are priced, a few at a time (one INSERT per table
+   and chunk, in pipeline mode: the statements go without waiting for their outcome, so PostgreSQL writes
+   one chunk while the next is priced); then the audit chain's head (locked), whose answer comes after
+   every insert's;
 3. the audit entries, chained one after another, and the new head; COMMIT.
 
-Each round trip is one query of several statements: at READ COMMITTED each statement takes its own
-snapshot, so the figures read just after the locks were granted include every transaction that held them.
+The first and the last are one query of several statements each: at READ COMMITTED each statement takes its
+own snapshot, so the figures read just after the locks were granted include every transaction that held them.
 
 Each claim is priced as `desk.settle_claim` prices it, from the figures the ledger holds plus what the claims
 before it in the group added: stays of one person or household in one group are settled one after the
@@ -96,6 +99,10 @@ MAX_GROUP = 64
 THREADS = 2
 """Groups in flight at once: while one is with the database, another is priced. Measured under 16 desks
 (BENCHMARKS.md): two settle about a fifth more than one; a third adds nothing."""
+
+WRITE_CHUNK = 8
+"""Settlements priced together (one engine call) and sent together, while the next are priced. Smaller
+chunks overlap more of the pricing with the writing and cost an engine call each (BENCHMARKS.md)."""
 
 GATHER_GAP_SECONDS = 0.0005
 """While the desk is busy, a group waits this long for each next request before it starts. Under 16 desks a
@@ -218,12 +225,20 @@ def _exchange(connection: psycopg.Connection[Any], statements: Sequence[Statemen
 
 
 def _insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> Statement:
-    """One INSERT of all `rows` (each with the same columns), in arrival order, sent as one JSON document
-    that PostgreSQL turns back into rows of the table's type. Measured under 16 desks against the
-    alternatives: a statement per row sent together (psycopg's `executemany`) costs a round trip of its
-    own and the database a bind per row; the rows as literals of a multi-row VALUES cost this thread about
-    5 us per value to quote (some 7 ms for a group of eight); an INSERT from arrays (`unnest`) was five
-    times slower for a settlement's row, whose 14–17 kB record then travels inside an array literal."""
+    """`_insert_document`'s INSERT with its document in the text, to go in an exchange."""
+    sql, document = _insert_document(table, rows)
+    head, tail = sql.split("%s")
+    return head.encode("utf-8") + _dollar_quoted(document) + tail.encode("utf-8"), None
+
+
+def _insert_document(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, bytes]:
+    """One INSERT of all `rows` (each with the same columns), in arrival order, and the JSON document
+    holding them, its one parameter (`%s`), which PostgreSQL turns back into rows of the table's type.
+    Measured under 16 desks against the alternatives: a statement per row sent together (psycopg's
+    `executemany`) costs a round trip of its own and the database a bind per row; the rows as literals of
+    a multi-row VALUES cost this thread about 5 us per value to quote (some 7 ms for a group of eight); an
+    INSERT from arrays (`unnest`) was five times slower for a settlement's row, whose 14–17 kB record then
+    travels inside an array literal."""
     columns = tuple(rows[0])
     unknown = [n for n in columns if n not in table.c]
     if unknown:
@@ -231,9 +246,18 @@ def _insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> Statement:
     names = ", ".join(columns)
     options = orjson.OPT_PASSTHROUGH_DATETIME  # moments and dates through _json_value too
     document = orjson.dumps([{n: row[n] for n in columns} for row in rows], default=_json_value, option=options)
-    head = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table.name}, "
-    tail = "::json) WITH ORDINALITY AS r ORDER BY r.ordinality"
-    return head.encode("utf-8") + _dollar_quoted(document) + tail.encode("utf-8"), None
+    source = f"json_populate_recordset(NULL::{table.name}, %s::json) WITH ORDINALITY AS r ORDER BY r.ordinality"
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source}", document
+
+
+def _send_rows(connection: psycopg.Connection[Any], written: Sequence[tuple[_Priced, SettlementRows]]) -> None:
+    """Send the settlements `written` and their ledger entries, in pipeline mode: the statements go now and
+    their outcome is read with the next result asked for (a failure raises there)."""
+    entries = [e for _, rows in written for e in rows.entries]
+    for table, rows in ((SETTLEMENTS, [rows.settlement for _, rows in written]), (ENTRIES, entries)):
+        if rows:
+            sql, document = _insert_document(table, rows)
+            connection.execute(sql, (document.decode("utf-8"),), prepare=True)
 
 
 def _dollar_quoted(text: bytes) -> bytes:
@@ -496,7 +520,7 @@ class GroupDesk:
     def _exchanges(
         self, connection: psycopg.Connection[Any], group: list[_Request]
     ) -> tuple[dict[int, Answer], dict[int, Exception]]:
-        """The group's transaction in three round trips (two when nothing is written): the answers of the
+        """The group's transaction in three exchanges (two when nothing is written): the answers of the
         requests recorded or repeated, and the problems of the others."""
         now = self._clock()
         answers: dict[int, Answer] = {}
@@ -578,16 +602,32 @@ class GroupDesk:
         # Then the new ones: in waves where no two claims share a person or household (a claim goes in
         # the wave after the last one holding its person or household, so each person's and household's
         # claims stay in arrival order), each wave settled by the engine in one call per plan.
+        # 2. The settlements and their ledger entries go to the database a few at a time, as they are
+        # priced, in pipeline mode: PostgreSQL writes one chunk while the next is priced. In the order they
+        # were priced: the ledger's order is the order in which its stays were settled. Then the chain's
+        # head, held to the commit.
         written: list[tuple[_Priced, SettlementRows]] = []
-        for wave in _waves(priced):
-            for items in _by_plan(wave):
-                for item, record in _records(items, figures, problems):
-                    with_setl_id(record, item.setl_id)
-                    rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)
-                    item.record_json = rows.record_json
-                    figures.add(rows.entries)
-                    written.append((item, rows))
-                    answers[item.index] = Answer(True, answer_body(item.setl_id, rows.record_json))
+        with contextlib.ExitStack() as pipeline:
+            for wave in _waves(priced):
+                for plan_items in _by_plan(wave):
+                    for start in range(0, len(plan_items), WRITE_CHUNK):
+                        chunk = []
+                        for item, record in _records(plan_items[start : start + WRITE_CHUNK], figures, problems):
+                            with_setl_id(record, item.setl_id)
+                            rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)
+                            item.record_json = rows.record_json
+                            figures.add(rows.entries)
+                            chunk.append((item, rows))
+                            answers[item.index] = Answer(True, answer_body(item.setl_id, rows.record_json))
+                        if chunk:
+                            if not written:
+                                self._step("write", connection)
+                                pipeline.enter_context(connection.pipeline())
+                            _send_rows(connection, chunk)
+                            written.extend(chunk)
+            head: Any = connection.execute(_HEAD, prepare=True).fetchone() if written else None  # after the inserts
+            if written and head is None:
+                raise RuntimeError("the audit chain's head row is missing: nothing can be recorded")
 
         for i, first, digest in again:
             try:
@@ -599,16 +639,6 @@ class GroupDesk:
                 problems[i] = err
 
         if written:
-            # 2. the settlements and their entries; then the chain's head, held to the commit. In the order
-            # they were priced: the ledger's order is the order in which its stays were settled.
-            settlements = [rows.settlement for _, rows in written]
-            entries = [e for _, rows in written for e in rows.entries]
-            self._step("write", connection)
-            writes = [_insert(SETTLEMENTS, settlements)] + ([_insert(ENTRIES, entries)] if entries else [])
-            head_q = _exchange(connection, [*writes, (_HEAD, None)])[-1]
-            if not head_q:
-                raise RuntimeError("the audit chain's head row is missing: nothing can be recorded")
-            head = head_q[0]
             # 3. one audit entry per settlement, chained, and the new head; the commit
             made = [
                 audit_entry(p.who, "settlement.create", p.setl_id, {"medins_setl_id": p.claim.claim_id}, now)
