@@ -60,6 +60,7 @@ import orjson
 import psycopg
 from psycopg.errors import DeadlockDetected, TransactionRollback, UniqueViolation
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
 from sqlalchemy import Table
 from sqlalchemy.engine import make_url
 
@@ -257,7 +258,12 @@ def _send_rows(connection: psycopg.Connection[Any], written: Sequence[tuple[_Pri
     for table, rows in ((SETTLEMENTS, [rows.settlement for _, rows in written]), (ENTRIES, entries)):
         if rows:
             sql, document = _insert_document(table, rows)
-            connection.execute(sql, (document.decode("utf-8"),), prepare=True)
+            connection.execute(sql, (Json(document, dumps=_as_sent),), prepare=True)
+
+
+def _as_sent(document: bytes) -> bytes:
+    """A document orjson has written already, passed on as it is (not decoded and encoded again)."""
+    return document
 
 
 def _dollar_quoted(text: bytes) -> bytes:
