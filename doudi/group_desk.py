@@ -30,13 +30,13 @@ again on its own; a database that does not answer is a 503 for each (nothing of 
 
 Two threads, each with its own connection, do this for the process, whatever event loop a request came on:
 while one group is with the database another is priced and the next gathers. A quiet desk waits for no one:
-a thread takes what is queued and goes. A busy one (another group under way, or the last group held more
-than one request) waits a moment for the requests still coming: most of a group's cost is the group's, not
-its claims' (under 16 desks the server spent about 1.5 ms on a group of one and 4 ms on a group of ten;
-BENCHMARKS.md). Two groups touching one person or household meet at its lock, and the second reads what the
-first recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL come here; on SQLite, which
-has one writer, and for the other routes that settle or quote (the pages, the national 2303 and 2304),
-`desk.settle_claim` and `desk.quote_claim` are the path.
+a thread takes what is queued and goes. A busy one (another group under way, or the last group, gathered
+moments ago, held more than one request) waits a moment for the requests still coming: most of a group's
+cost is the group's, not its claims' (under 16 desks the server spent about 1.5 ms on a group of one and
+4 ms on a group of ten; BENCHMARKS.md). Two groups touching one person or household meet at its lock, and
+the second reads what the first recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL
+come here; on SQLite, which has one writer, and for the other routes that settle or quote (the pages, the
+national 2303 and 2304), `desk.settle_claim` and `desk.quote_claim` are the path.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ the server by a quarter and the database by a third (BENCHMARKS.md)."""
 
 GATHER_MAX_SECONDS = 0.002
 """The longest a busy desk's group gathers, from its first request."""
+
+RECENT_SECONDS = 0.1
+"""How long the last group's size says how busy the desk is: the first request after a quiet spell goes at
+once, whatever the last group held."""
 
 IDLE_SECONDS = 60.0
 """The connection is given back after this long without a settlement (and taken again with the next)."""
@@ -381,7 +385,8 @@ class GroupDesk:
         self._closed = False
         self._counting = threading.Lock()
         self._transactions = 0  # under way: from the first round trip to the commit (or the failure)
-        self._last_group = 0  # how many requests the group most recently gathered held
+        self._last_group = 0  # how many requests the group most recently gathered held, and when
+        self._last_at = 0.0
         self.groups = 0  # transactions committed, and the most requests one of them answered
         self.largest = 0
         # Called before each step with the step's name and the connection: tests cut the connection here.
@@ -447,8 +452,10 @@ class GroupDesk:
         group = [first]
         deadline = time.monotonic() + self._gather_max
         while len(group) < self._max_group:
-            left = deadline - time.monotonic()
-            busy = self._transactions > 0 or self._last_group > 1
+            now = time.monotonic()
+            left = deadline - now
+            recent = now - self._last_at < RECENT_SECONDS
+            busy = self._transactions > 0 or (self._last_group > 1 and recent)
             try:
                 if busy and left > 0:
                     more = self._queue.get(timeout=min(self._gather_gap, left))
@@ -460,7 +467,7 @@ class GroupDesk:
                 self._queue.put(None)
                 break
             group.append(more)
-        self._last_group = len(group)
+        self._last_group, self._last_at = len(group), time.monotonic()
         return group
 
     def _settle_group(self, worker: _Worker, group: list[_Request], again: bool = True) -> None:

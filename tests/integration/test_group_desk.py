@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -34,6 +36,7 @@ from tests.integration.test_concurrency import (
     POLICY,
     assert_caps_reached_not_exceeded,
     assert_recorded_once_and_ledger_equals_engine,
+    recorded,
     stays_of_one_household,
     stays_of_one_person,
     together,
@@ -105,6 +108,21 @@ def outcome(answer: httpx.Response) -> Outcome:
     record = answer.json()
     setl_id = record.pop("setl_id")
     return Outcome(answer.status_code == 201, setl_id, record, json.dumps(record))
+
+
+def apart(prefix: str, claims: Sequence[Claim]) -> list[Claim]:
+    """`claims` moved to people who share no one: each in a household of their own."""
+    return [
+        parse_claim(
+            {
+                **claim.as_json(),
+                "claim_id": f"{prefix}-{i}",
+                "person_id": f"{prefix}-P-{i}",
+                "household_id": f"{prefix}-H-{i}",
+            }
+        )
+        for i, claim in enumerate(claims)
+    ]
 
 
 def one_by_one(served: Served, claim: Claim) -> Callable[[], Outcome]:
@@ -257,9 +275,102 @@ def test_a_group_the_database_rolls_back_is_settled_again_claim_by_claim(served:
     desk = served.desk("demo-desk-mhk")
     results = together([post(served.clients[0], desk, claim) for claim in claims])
     assert victims == ["write"]
+    assert group._transactions == 0
     outcomes = [outcome(r) for r in results]
     assert all(o.created for o in outcomes)
     assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)
+
+
+def one_group(group: group_desk.GroupDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests sent together from now on make one group: one thread, and a desk that counts as busy, so
+    the group waits for every one of them (well within half a second of each other)."""
+    group._workers = group._workers[:1]  # before the first request: threads start with it
+    monkeypatch.setattr(group_desk, "RECENT_SECONDS", 600.0)
+    group._last_group, group._last_at = 2, time.monotonic()
+    group._gather_gap, group._gather_max = 0.5, 10.0
+
+
+def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_group_is_settled_again(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's settlements go to PostgreSQL a chunk at a time while the next are priced (pipeline mode).
+    Another writer records one of the group's keys after the group read them, as the first chunk goes: the
+    insert of a later chunk fails inside the pipeline, the whole transaction rolls back, and each claim is
+    settled again on its own: the key taken meanwhile is a 409, every other claim recorded once."""
+    claims = apart("PIPE-A", stays_of_one_household()[:20])
+    served.register_household(claims)
+    context = served.contexts[0]
+    assert context.group is not None
+    one_group(context.group, monkeypatch)
+    monkeypatch.setattr(group_desk, "WRITE_CHUNK", 4)
+    send = group_desk._send_rows
+    taken: list[str] = []
+
+    def take_a_later_key_then_send(connection: psycopg.Connection[Any], written: Any) -> None:
+        if not taken:
+            first_chunk = {item.claim.claim_id for item, _ in written}
+            later = next(claim for claim in claims if claim.claim_id not in first_chunk)
+            other = parse_claim({**later.as_json(), "person_id": "PIPE-X", "household_id": "PIPE-XH"})
+            settle_claim(context.engine, served.library, POLICY, other, NOW)
+            taken.append(later.claim_id)
+        send(connection, written)
+
+    monkeypatch.setattr(group_desk, "_send_rows", take_a_later_key_then_send)
+    transaction = context.group._transaction
+    failed: list[type[BaseException]] = []
+
+    def noting_failures(connection: psycopg.Connection[Any], group: Any) -> None:
+        try:
+            transaction(connection, group)
+        except BaseException as err:
+            failed.append(type(err))
+            raise
+
+    monkeypatch.setattr(context.group, "_transaction", noting_failures)
+    results = together([post(served.clients[0], served.desk("demo-desk-mhk"), claim) for claim in claims])
+    assert failed == [psycopg.errors.UniqueViolation], "the key was not taken inside its group's pipeline"
+    statuses = {claim.claim_id: answer.status_code for claim, answer in zip(claims, results, strict=True)}
+    assert statuses.pop(taken[0]) == 409
+    assert set(statuses.values()) == {201}
+    assert context.group._transactions == 0
+    kept = [(claim, answer) for claim, answer in zip(claims, results, strict=True) if claim.claim_id != taken[0]]
+    assert_recorded_once_and_ledger_equals_engine(
+        context.engine, served.library, [c for c, _ in kept], [outcome(a) for _, a in kept]
+    )
+
+
+def test_a_connection_lost_between_chunks_records_nothing_of_its_group(
+    served: Served, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away after a group's first chunk was sent and before the next: every request of the
+    group is answered 503 and nothing of it is recorded; sent again, each is recorded once."""
+    claims = apart("PIPE-B", stays_of_one_household()[:12])
+    served.register_household(claims)
+    context = served.contexts[0]
+    assert context.group is not None
+    one_group(context.group, monkeypatch)
+    monkeypatch.setattr(group_desk, "WRITE_CHUNK", 4)
+    send = group_desk._send_rows
+    sent: list[int] = []
+    server = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def cut_before_the_second_chunk(connection: psycopg.Connection[Any], written: Any) -> None:
+        sent.append(len(written))
+        if len(sent) == 2:
+            with psycopg.connect(server, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s, 5000)", (connection.info.backend_pid,))
+        send(connection, written)
+
+    monkeypatch.setattr(group_desk, "_send_rows", cut_before_the_second_chunk)
+    desk = served.desk("demo-desk-mhk")
+    results = together([post(served.clients[0], desk, claim) for claim in claims])
+    assert len(sent) >= 2
+    assert {answer.status_code for answer in results} == {503}
+    assert recorded(context.engine, [claim.claim_id for claim in claims]) == []
+    assert context.group._transactions == 0
+    monkeypatch.setattr(group_desk, "_send_rows", send)
+    again = together([post(served.clients[0], desk, claim) for claim in claims])
+    assert_recorded_once_and_ledger_equals_engine(context.engine, served.library, claims, [outcome(a) for a in again])
 
 
 def test_chinese_text_is_stored_as_sent_whatever_the_client_encoding(
@@ -292,19 +403,6 @@ def test_quotes_go_in_groups_price_what_is_recorded_and_record_nothing(
     household each from the ledger, not from each other) and answered as the one-by-one quote is, while
     other people's settlements share their groups; a quote's own problem is its own answer; nothing of a
     quote is recorded."""
-
-    def apart(prefix: str, claims: Sequence[Claim]) -> list[Claim]:
-        return [
-            parse_claim(
-                {
-                    **claim.as_json(),
-                    "claim_id": f"{prefix}-{i}",
-                    "person_id": f"{prefix}-P-{i}",
-                    "household_id": f"{prefix}-H-{i}",
-                }
-            )
-            for i, claim in enumerate(claims)
-        ]
 
     household = stays_of_one_household()[:8]
     others = apart("MIX", stays_of_one_household()[8:14])  # settled meanwhile

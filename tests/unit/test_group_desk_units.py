@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -150,22 +151,26 @@ def _gathered(desk: GroupDesk, late_after: float | None) -> int:
 
 
 def test_a_quiet_desk_takes_what_is_queued_and_a_busy_one_waits_for_what_is_coming() -> None:
-    # The gap is wide here so that timing cannot decide the outcome: a request 0.05 s after gathering began
-    # comes well within 2 s of the one before, and long after a quiet desk has gone.
+    # The gap is wide so that timing cannot decide the outcome: a request 0.2 s after gathering began comes
+    # well within 5 s of the one before, and long after a quiet desk has gone. At most four to a group: a
+    # group that has its four goes at once, without waiting out the gap.
     url = "postgresql://nobody@127.0.0.1:1/none"
-    desk = GroupDesk(url, cast(Any, None), dt.datetime.now, gather_gap=2.0, gather_max=5.0)
+    desk = GroupDesk(url, cast(Any, None), dt.datetime.now, max_group=4, gather_gap=5.0, gather_max=10.0)
     desk._last_group = 1
-    assert _gathered(desk, late_after=0.05) == 3, "a quiet desk waited for a request that was not queued yet"
+    assert _gathered(desk, late_after=0.2) == 3, "a quiet desk waited for a request that was not queued yet"
     assert desk._last_group == 3
-    # The last group held more than one: requests are coming; the late one joins.
-    assert _gathered(desk, late_after=0.05) == 4
+    # The last group, gathered a moment ago, held more than one: requests are coming; the late one joins.
+    desk._last_at = time.monotonic()
+    assert _gathered(desk, late_after=0.2) == 4
+    # The same, long ago: the desk has been quiet since, and the first request goes at once.
+    desk._last_at -= 60
+    assert _gathered(desk, late_after=0.2) == 3
     # A group is under way (and the last held one): the late one joins as well.
     desk._last_group, desk._transactions = 1, 1
-    assert _gathered(desk, late_after=0.05) == 4
+    assert _gathered(desk, late_after=0.2) == 4
     # Busy, but nothing more comes: the group goes once `gather_gap` has passed with nothing new.
-    desk._transactions = 0
     desk._gather_gap = 0.05
     assert _gathered(desk, late_after=None) == 3
-    # However many keep coming, a group gathers for `gather_max` at most (and `max_group` bounds it).
-    desk._gather_gap, desk._gather_max = 2.0, 0.05
-    assert _gathered(desk, late_after=1.0) == 3
+    # However many keep coming, a group gathers for `gather_max` at most.
+    desk._gather_gap, desk._gather_max = 5.0, 0.05
+    assert _gathered(desk, late_after=0.3) == 3
