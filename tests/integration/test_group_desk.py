@@ -281,13 +281,23 @@ def test_a_group_the_database_rolls_back_is_settled_again_claim_by_claim(served:
     assert_recorded_once_and_ledger_equals_engine(served.contexts[0].engine, served.library, claims, outcomes)
 
 
-def one_group(group: group_desk.GroupDesk, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests sent together from now on make one group: one thread, and a desk that counts as busy, so
+def in_one_group(
+    served: Served, prefix: str, n: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Claim], Context, group_desk.GroupDesk]:
+    """`n` registered stays of people who share no one, and the first app's group desk set so that they make
+    one group, written four at a time, when sent together: one thread, and a desk that counts as busy, so
     the group waits for every one of them (well within half a second of each other)."""
+    claims = apart(prefix, stays_of_one_household()[:n])
+    served.register_household(claims)
+    context = served.contexts[0]
+    group = context.group
+    assert group is not None
     group._workers = group._workers[:1]  # before the first request: threads start with it
     monkeypatch.setattr(group_desk, "RECENT_SECONDS", 600.0)
     group._last_group, group._last_at = 2, time.monotonic()
     group._gather_gap, group._gather_max = 0.5, 10.0
+    monkeypatch.setattr(group_desk, "WRITE_CHUNK", 4)
+    return claims, context, group
 
 
 def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_group_is_settled_again(
@@ -297,12 +307,7 @@ def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_g
     Another writer records one of the group's keys after the group read them, as the first chunk goes: the
     insert of a later chunk fails inside the pipeline, the whole transaction rolls back, and each claim is
     settled again on its own: the key taken meanwhile is a 409, every other claim recorded once."""
-    claims = apart("PIPE-A", stays_of_one_household()[:20])
-    served.register_household(claims)
-    context = served.contexts[0]
-    assert context.group is not None
-    one_group(context.group, monkeypatch)
-    monkeypatch.setattr(group_desk, "WRITE_CHUNK", 4)
+    claims, context, group = in_one_group(served, "PIPE-A", 20, monkeypatch)
     send = group_desk._send_rows
     taken: list[str] = []
 
@@ -316,7 +321,7 @@ def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_g
         send(connection, written)
 
     monkeypatch.setattr(group_desk, "_send_rows", take_a_later_key_then_send)
-    transaction = context.group._transaction
+    transaction = group._transaction
     failed: list[type[BaseException]] = []
 
     def noting_failures(connection: psycopg.Connection[Any], group: Any) -> None:
@@ -326,13 +331,13 @@ def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_g
             failed.append(type(err))
             raise
 
-    monkeypatch.setattr(context.group, "_transaction", noting_failures)
+    monkeypatch.setattr(group, "_transaction", noting_failures)
     results = together([post(served.clients[0], served.desk("demo-desk-mhk"), claim) for claim in claims])
     assert failed == [psycopg.errors.UniqueViolation], "the key was not taken inside its group's pipeline"
     statuses = {claim.claim_id: answer.status_code for claim, answer in zip(claims, results, strict=True)}
     assert statuses.pop(taken[0]) == 409
     assert set(statuses.values()) == {201}
-    assert context.group._transactions == 0
+    assert group._transactions == 0
     kept = [(claim, answer) for claim, answer in zip(claims, results, strict=True) if claim.claim_id != taken[0]]
     assert_recorded_once_and_ledger_equals_engine(
         context.engine, served.library, [c for c, _ in kept], [outcome(a) for _, a in kept]
@@ -344,12 +349,7 @@ def test_a_connection_lost_between_chunks_records_nothing_of_its_group(
 ) -> None:
     """The database goes away after a group's first chunk was sent and before the next: every request of the
     group is answered 503 and nothing of it is recorded; sent again, each is recorded once."""
-    claims = apart("PIPE-B", stays_of_one_household()[:12])
-    served.register_household(claims)
-    context = served.contexts[0]
-    assert context.group is not None
-    one_group(context.group, monkeypatch)
-    monkeypatch.setattr(group_desk, "WRITE_CHUNK", 4)
+    claims, context, group = in_one_group(served, "PIPE-B", 12, monkeypatch)
     send = group_desk._send_rows
     sent: list[int] = []
     server = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -367,7 +367,7 @@ def test_a_connection_lost_between_chunks_records_nothing_of_its_group(
     assert len(sent) >= 2
     assert {answer.status_code for answer in results} == {503}
     assert recorded(context.engine, [claim.claim_id for claim in claims]) == []
-    assert context.group._transactions == 0
+    assert group._transactions == 0
     monkeypatch.setattr(group_desk, "_send_rows", send)
     again = together([post(served.clients[0], desk, claim) for claim in claims])
     assert_recorded_once_and_ledger_equals_engine(context.engine, served.library, claims, [outcome(a) for a in again])
