@@ -614,11 +614,11 @@ class GroupDesk:
                 problems[i] = err
         # Then the new ones: in waves where no two claims share a person or household (a claim goes in
         # the wave after the last one holding its person or household, so each person's and household's
-        # claims stay in arrival order), each wave settled by the engine in one call per plan.
-        # 2. The settlements and their ledger entries go to the database a few at a time, as they are
-        # priced, in pipeline mode: PostgreSQL writes one chunk while the next is priced. In the order they
-        # were priced: the ledger's order is the order in which its stays were settled. Then the chain's
-        # head, held to the commit.
+        # claims stay in arrival order), each wave settled by the engine in one call per plan and chunk.
+        # 2. Each chunk's settlements and ledger entries go to the database as soon as they are priced, in
+        # pipeline mode: PostgreSQL writes one chunk while the next is priced. In the order they were
+        # priced: the ledger's order is the order in which its stays were settled. Then the chain's head,
+        # held to the commit.
         written: list[tuple[_Priced, SettlementRows]] = []
         with contextlib.ExitStack() as pipeline:
             for wave in _waves(priced):
