@@ -28,12 +28,14 @@ touch the others. When the
 transaction itself fails on a key another process recorded meanwhile, every claim of the group is settled
 again on its own; a database that does not answer is a 503 for each (nothing of the group was recorded).
 
-Two threads, each with its own connection, do this for the process, whatever event loop a request came on:
-while one group is with the database another is priced and the next gathers. A quiet desk waits for no one:
-a thread takes what is queued and goes. A busy one (another group under way, or the last group, gathered
-moments ago, held more than one request) waits a moment for the requests still coming: most of a group's
-cost is the group's, not its claims' (under 16 desks the server spent about 1.5 ms on a group of one and
-4 ms on a group of ten; BENCHMARKS.md). Two groups touching one person or household meet at its lock, and
+One thread, with its own connection, does this for the process, whatever event loop a request came on;
+while its group is with the database, the requests that come queue for the next. A quiet desk waits for no
+one: the thread takes what is queued and goes. A busy one (the last group, gathered moments ago, held more
+than one request) waits a moment for the requests still coming: most of a group's cost is the group's, not
+its claims' (under 16 desks the server spent about 3.5 ms of CPU on a group of one and 14.5 ms on a group
+of sixteen; BENCHMARKS.md). A second thread pricing while the first waits on the database was measured to
+settle less, not more: it took the stragglers of a wave as groups of their own, and the two threads' groups
+then cost more than one thread's sixteen (BENCHMARKS.md). Two groups touching one person or household meet at its lock, and
 the second reads what the first recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL
 come here; on SQLite, which has one writer, and for the other routes that settle or quote (the pages, the
 national 2303 and 2304), `desk.settle_claim` and `desk.quote_claim` are the path.
@@ -97,9 +99,10 @@ MAX_GROUP = 64
 """The most settlements in one transaction: bounds how long the first of a group waits for the last."""
 
 
-THREADS = 2
-"""Groups in flight at once: while one is with the database, another is priced. Measured under 16 desks
-(BENCHMARKS.md): two settle about a fifth more than one; a third adds nothing."""
+THREADS = 1
+"""Groups in flight at once. Under 16 desks one thread settled about a fifth more than two (BENCHMARKS.md,
+2026-11-30, second session): with two, a thread back at the queue took the few requests there as a group
+of their own, and small groups cost the server most of a large one's CPU."""
 
 WRITE_CHUNK = 8
 """Settlements priced together (one engine call) and sent together, while the next are priced. Smaller
