@@ -35,8 +35,9 @@ than one request) waits a moment for the requests still coming: most of a group'
 its claims' (under 16 desks the server spent about 3.5 ms of CPU on a group of one and 14.5 ms on a group
 of sixteen; BENCHMARKS.md). A second thread pricing while the first waits on the database was measured to
 settle less, not more: it took the stragglers of a wave as groups of their own, and the two threads' groups
-then cost more than one thread's sixteen (BENCHMARKS.md). Two groups touching one person or household meet at its lock, and
-the second reads what the first recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL
+then cost more than one thread's sixteen (BENCHMARKS.md). A group and another writer (another server
+process, a page) touching one person or household meet at its lock, and the second reads what the first
+recorded. Only `POST /v1/settlements` and `POST /v1/quotes` on PostgreSQL
 come here; on SQLite, which has one writer, and for the other routes that settle or quote (the pages, the
 national 2303 and 2304), `desk.settle_claim` and `desk.quote_claim` are the path.
 """
