@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +14,16 @@ from doudi.accounts import NO_TOKEN, Principal, Role, Unauthenticated, allowed, 
 from settlement.errors import ClaimError, FieldError
 
 bearer = HTTPBearer(auto_error=False, description="A token from `doudi users create` or POST /v1/users.")
+
+BEARER_SECURITY: dict[str, Any] = {"security": [{bearer.scheme_name: []}]}
+"""The OpenAPI security requirement of a route that reads its token with `bearer_token` (no dependency)."""
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as `bearer` reads it; None without one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def require(*roles: Role) -> Callable[..., Principal]:
@@ -44,6 +54,8 @@ def refuse_unsafe_parameters(request: Request) -> None:
     """ClaimError on each path or query parameter holding a refused character."""
     # Path and query values reach lookups and filters as given; a control character (NUL above all,
     # which PostgreSQL refuses to read) or an invisible one is refused here, on its parameter's name.
+    if not request.scope.get("query_string") and not request.path_params:
+        return  # nothing to look at (a settlement's POST): parsing an empty query costs a busy desk's loop
     parameters = [*request.path_params.items(), *request.query_params.multi_items()]
     refused = [FieldError(name, reason) for name, value in parameters if (reason := unsafe_text(str(value)))]
     if refused:

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import openapi
-from api.auth import bearer, refuse_unsafe_parameters, require
+from api.auth import BEARER_SECURITY, bearer_token, refuse_unsafe_parameters, require
 from api.context import BodyTooLarge, Context, context, json_body, json_object
 from doudi import services
 from doudi.accounts import NO_TOKEN, Principal, Unauthenticated, allowed, authenticate
@@ -68,27 +67,26 @@ def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[L
 @router.post(
     "/quotes",
     summary="Pre-settlement (预结算): the full split; nothing is recorded",
-    openapi_extra=_CLAIM_BODY,
+    openapi_extra={**_CLAIM_BODY, **BEARER_SECURITY},
     responses={
         200: openapi.ok(openapi.SETTLEMENT_RECORD, "The split, trace and national view; nothing recorded"),
         **openapi.problems(401, 403, 413, 422, 503),
     },
 )
-async def quote(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Response:
+async def quote(request: Request) -> Response:
     ctx = context(request)
-    token, body = await _token_and_body(request, credentials)
+    token, body = await _token_and_body(request)
     if ctx.group is not None:  # priced with the settlements and quotes sent at the same moment
         return Response(await ctx.group.quote(token, body), media_type="application/json")
     return JSONResponse(await run_in_threadpool(_quote_one, ctx, token, body))
 
 
-async def _token_and_body(request: Request, credentials: HTTPAuthorizationCredentials | None) -> tuple[str | None, Any]:
-    """The bearer token and the claim, or the problem reading the claim. The body is read here rather than
-    by a dependency: a bad token is answered before a bad body or query parameter, as on every route, and
-    the token is checked with the claim (in its group, on PostgreSQL)."""
-    token = credentials.credentials if credentials is not None else None
+async def _token_and_body(request: Request) -> tuple[str | None, Any]:
+    """The bearer token and the claim, or the problem reading the claim. Both are read here rather than by
+    dependencies: a bad token is answered before a bad body or query parameter, as on every route, and the
+    token is checked with the claim (in its group, on PostgreSQL); and FastAPI's solving of dependencies cost
+    these two busiest routes about a tenth of the event loop's time per request (BENCHMARKS.md)."""
+    token = bearer_token(request)
     body: Any
     try:
         body = await json_body(request)
@@ -119,7 +117,7 @@ def _quote_one(ctx: Context, token: str | None, body: Any) -> dict[str, Any]:
     summary="Settle (结算) once per hospital settlement key",
     description="The first request records the settlement and answers 201. The same key with the same content "
     "answers 200 with the same body and records nothing; the same key with other content answers 409.",
-    openapi_extra=_CLAIM_BODY,
+    openapi_extra={**_CLAIM_BODY, **BEARER_SECURITY},
     responses={
         200: openapi.ok(openapi.SETTLED, "A repeat of a recorded settlement: the recorded body", _SETTLED_LINKS),
         201: openapi.ok(openapi.SETTLED, "Recorded: the split, trace, references, national view", _SETTLED_LINKS),
@@ -127,11 +125,9 @@ def _quote_one(ctx: Context, token: str | None, body: Any) -> dict[str, Any]:
     },
     status_code=201,
 )
-async def settle(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Response:
+async def settle(request: Request) -> Response:
     ctx = context(request)
-    token, body = await _token_and_body(request, credentials)
+    token, body = await _token_and_body(request)
     if ctx.group is not None:
         answer = await ctx.group.settle(token, body)
         created, content = answer.created, answer.body
