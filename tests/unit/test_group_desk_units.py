@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from doudi import services
 from doudi.audit import chained
 from doudi.desk import pricing, records_together
-from doudi.group_desk import DatabaseUnavailable, GroupDesk, _Priced, _Request, _waves
+from doudi.group_desk import Answer, DatabaseUnavailable, GroupDesk, _Priced, _Reply, _Request, _send_replies, _waves
 from ledger.audit_chain import FORMAT, GENESIS, entry_sha256
 from settlement.claims import parse_claim
 
@@ -174,3 +174,26 @@ def test_a_quiet_desk_takes_what_is_queued_and_a_busy_one_waits_for_what_is_comi
     # However many keep coming, a group gathers for `gather_max` at most.
     desk._gather_gap, desk._gather_max = 5.0, 0.05
     assert _gathered(desk, late_after=0.3) == 3
+
+
+def test_a_group_s_answers_reach_their_loop_in_one_call_and_a_request_gone_away_is_skipped() -> None:
+    # Set on the group's thread, handed over on the loop: each awaiting request gets its own outcome, a
+    # cancelled one (its client went away) is left alone, and nothing reaches the loop until the group is
+    # sent.
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        replies = [_Reply(loop.create_future()) for _ in range(3)]
+        group = [_Request("t", {}, reply) for reply in replies]
+        replies[0].set_result(Answer(True, b"{}"))
+        replies[1].set_exception(DatabaseUnavailable("down"))
+        replies[2].future.cancel()
+        replies[2].set_result(Answer(False, b"{}"))
+        await asyncio.sleep(0)
+        assert not any(r.future.done() for r in replies[:2]), "an answer reached the loop before its group was sent"
+        await asyncio.to_thread(_send_replies, group)
+        return await asyncio.gather(*(r.future for r in replies), return_exceptions=True)
+
+    created, down, gone = asyncio.run(main())
+    assert created == Answer(True, b"{}")
+    assert isinstance(down, DatabaseUnavailable)
+    assert isinstance(gone, asyncio.CancelledError)
