@@ -128,13 +128,24 @@ async def json_body(request: Request) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise BodyTooLarge(MAX_BODY_BYTES)
     try:
-        decoded = decode_json(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        decoded = decode_json(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ClaimError([FieldError("body", f"not valid JSON: {err}")]) from None
-    problems = unsafe_strings(decoded)
+    problems = refused_strings(text, decoded)
     if problems:
         raise ClaimError(problems)
     return decoded
+
+
+def refused_strings(text: str, decoded: Any) -> list[FieldError]:
+    """`unsafe_strings` of the document `decoded` from the JSON `text`. Without an escape every character of
+    every string and key is in the text as written: when the text holds no refused character, no string
+    does, and the walk naming each one's field (a tenth of a settlement's time on the event loop) is not
+    needed."""
+    if "\\" not in text and _REFUSED_CHARACTERS.search(text) is None:
+        return []
+    return unsafe_strings(decoded)
 
 
 async def text_body(request: Request) -> str:
