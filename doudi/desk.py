@@ -10,6 +10,7 @@ left under a cap.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
@@ -139,8 +140,14 @@ def pricing(library: Library, policy_ref: str, claim: Claim) -> Pricing:
     except KeyError as err:
         raise ClaimError([FieldError("discharged_on", str(err.args[0]))]) from None
     plan = plan_for(policy, library)
-    day = np.array([claim.discharged_on], dtype="datetime64[D]")
-    return Pricing(plan, claim, int(policy_years(day, plan.policy_year_start)[0]))
+    return Pricing(plan, claim, _policy_year(claim.discharged_on, plan.policy_year_start))
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy_year(day: dt.date, start: tuple[int, int]) -> int:
+    """The engine's policy year of one day; kept, since a desk prices the same few days again and again and
+    a one-day array costs more than the lookup."""
+    return int(policy_years(np.array([day], dtype="datetime64[D]"), start)[0])
 
 
 def _price(session: Session, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
