@@ -31,7 +31,8 @@ again on its own; a database that does not answer is a 503 for each (nothing of 
 One thread, with its own connection, does this for the process, whatever event loop a request came on;
 while its group is with the database, the requests that come queue for the next. A quiet desk waits for no
 one: the thread takes what is queued and goes. A busy one (the last group, gathered moments ago, held more
-than one request) waits a moment for the requests still coming: most of a group's cost is the group's, not
+than one request) waits a moment for the requests still coming (until it holds as many as the last group,
+then while each comes soon after the one before): most of a group's cost is the group's, not
 its claims' (under 16 desks the server spent about 3.5 ms of CPU on a group of one and 14.5 ms on a group
 of sixteen; BENCHMARKS.md). A second thread pricing while the first waits on the database was measured to
 settle less, not more: it took the stragglers of a wave as groups of their own, and the two threads' groups
@@ -110,9 +111,10 @@ WRITE_CHUNK = 8
 chunks overlap more of the pricing with the writing and cost an engine call each (BENCHMARKS.md)."""
 
 GATHER_GAP_SECONDS = 0.0005
-"""While the desk is busy, a group waits this long for each next request before it starts. Under 16 desks a
-group then holds most of them rather than one, which halves the groups and cuts the CPU a settlement costs
-the server by a quarter and the database by a third (BENCHMARKS.md)."""
+"""While the desk is busy and a group holds as many requests as the last one did, it waits this long for
+each next request before it starts. Under 16 desks a group then holds most of them rather than one, which
+halves the groups and cuts the CPU a settlement costs the server by a quarter and the database by a third
+(BENCHMARKS.md)."""
 
 GATHER_MAX_SECONDS = 0.002
 """The longest a busy desk's group gathers, from its first request."""
@@ -488,7 +490,8 @@ class GroupDesk:
 
     def _gather(self, first: _Request) -> list[_Request]:
         """`first` and the requests queued behind it; while the desk is busy (see the module), also those
-        that come within `gather_gap` of the one before, for at most `gather_max`."""
+        that come for at most `gather_max`: until the group holds as many as the last one did, whatever the
+        gaps between them, and then while each comes within `gather_gap` of the one before."""
         group = [first]
         deadline = time.monotonic() + self._gather_max
         while len(group) < self._max_group:
@@ -496,9 +499,13 @@ class GroupDesk:
             left = deadline - now
             recent = now - self._last_at < RECENT_SECONDS
             busy = self._transactions > 0 or (self._last_group > 1 and recent)
+            # The desks the last group answered are sending their next requests: a gap while the event loop
+            # writes the answers does not mean no more are coming. Cut at the first gap, the group left
+            # one or two behind, and each then went as a group of its own at most of a full group's cost.
+            expected = self._last_group if recent else 1
             try:
                 if busy and left > 0:
-                    more = self._queue.get(timeout=min(self._gather_gap, left))
+                    more = self._queue.get(timeout=left if len(group) < expected else min(self._gather_gap, left))
                 else:
                     more = self._queue.get_nowait()
             except queue.Empty:

@@ -168,12 +168,25 @@ def test_a_quiet_desk_takes_what_is_queued_and_a_busy_one_waits_for_what_is_comi
     # A group is under way (and the last held one): the late one joins as well.
     desk._last_group, desk._transactions = 1, 1
     assert _gathered(desk, late_after=0.2) == 4
-    # Busy, but nothing more comes: the group goes once `gather_gap` has passed with nothing new.
-    desk._gather_gap = 0.05
+    # Busy, but nothing more comes: holding as many as the last group did, the group goes once `gather_gap`
+    # has passed with nothing new.
+    desk._gather_gap, desk._last_group = 0.05, 3
     assert _gathered(desk, late_after=None) == 3
     # However many keep coming, a group gathers for `gather_max` at most.
     desk._gather_gap, desk._gather_max = 5.0, 0.05
     assert _gathered(desk, late_after=0.3) == 3
+
+
+def test_a_busy_desk_waits_through_a_gap_for_as_many_as_its_last_group_held() -> None:
+    # The desks the last group answered send their next requests while the event loop is still writing the
+    # answers: a gap then is no sign that no more are coming. Until the group holds as many as the last one,
+    # it waits for up to `gather_max`, whatever the gap; after that, a gap cuts it.
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    desk = GroupDesk(url, cast(Any, None), dt.datetime.now, max_group=8, gather_gap=0.05, gather_max=5.0)
+    desk._last_group, desk._last_at = 4, time.monotonic()
+    assert _gathered(desk, late_after=0.3) == 4, "the fourth, expected, was cut off by a gap"
+    desk._last_group, desk._last_at = 3, time.monotonic()
+    assert _gathered(desk, late_after=0.3) == 3, "a group that held what was expected waited out a gap"
 
 
 def test_a_group_s_answers_reach_their_loop_in_one_call_and_a_request_gone_away_is_skipped() -> None:
