@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.requests import Request
@@ -18,7 +16,15 @@ def _request(authorization: str | None) -> Request:
 
 
 def _as_dependency_reads(authorization: str | None) -> str | None:
-    found = asyncio.run(bearer(_request(authorization)))
+    # The dependency awaits nothing: its coroutine is run to its end here, without an event loop (a browser
+    # test may have left one running in this thread).
+    coroutine = bearer(_request(authorization))
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        found = finished.value
+    else:
+        raise AssertionError("the bearer dependency awaited something")
     return None if found is None else found.credentials
 
 

@@ -206,7 +206,9 @@ def test_a_group_s_answers_reach_their_loop_in_one_call_and_a_request_gone_away_
         await asyncio.to_thread(_send_replies, group)
         return await asyncio.gather(*(r.future for r in replies), return_exceptions=True)
 
-    created, down, gone = asyncio.run(main())
+    # In a thread of its own: another test's browser may have left an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        created, down, gone = pool.submit(asyncio.run, main()).result()
     assert created == Answer(True, b"{}")
     assert isinstance(down, DatabaseUnavailable)
     assert isinstance(gone, asyncio.CancelledError)
