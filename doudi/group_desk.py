@@ -471,6 +471,16 @@ class GroupDesk:
                 thread.join()
 
     def _drain(self, worker: _Worker) -> None:
+        try:
+            self._drain_queue(worker)
+        finally:
+            # Should the thread end other than at `close` (it cannot, short of an exception that is not an
+            # Exception), the next request starts another rather than waiting for one that is gone.
+            with self._start:
+                if worker.thread is threading.current_thread():
+                    worker.thread = None
+
+    def _drain_queue(self, worker: _Worker) -> None:
         while True:
             try:
                 first = self._queue.get(timeout=IDLE_SECONDS)
