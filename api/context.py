@@ -141,7 +141,7 @@ async def json_body(request: Request) -> Any:
 def refused_strings(text: str, decoded: Any) -> list[FieldError]:
     """`unsafe_strings` of the document `decoded` from the JSON `text`. Without an escape every character of
     every string and key is in the text as written: when the text holds no refused character, no string
-    does, and the walk naming each one's field (a tenth of a settlement's time on the event loop) is not
+    does, and the walk naming each one's field (about 3 % of a settlement's time on the event loop) is not
     needed."""
     if "\\" not in text and _REFUSED_CHARACTERS.search(text) is None:
         return []

@@ -85,7 +85,7 @@ async def _token_and_body(request: Request) -> tuple[str | None, Any]:
     """The bearer token and the claim, or the problem reading the claim. Both are read here rather than by
     dependencies: a bad token is answered before a bad body or query parameter, as on every route, and the
     token is checked with the claim (in its group, on PostgreSQL); and FastAPI's solving of dependencies cost
-    these two busiest routes about a tenth of the event loop's time per request (BENCHMARKS.md)."""
+    these two busiest routes about 8 % of the event loop's time per request (BENCHMARKS.md)."""
     token = bearer_token(request)
     body: Any
     try:
