@@ -473,12 +473,13 @@ class GroupDesk:
     def _drain(self, worker: _Worker) -> None:
         try:
             self._drain_queue(worker)
-        finally:
-            # Should the thread end other than at `close` (it cannot, short of an exception that is not an
-            # Exception), the next request starts another rather than waiting for one that is gone.
-            with self._start:
-                if worker.thread is threading.current_thread():
-                    worker.thread = None
+        except BaseException:
+            # Ended other than at `close` (it cannot be, short of an exception that is not an Exception): the
+            # next request starts another thread rather than waiting for this one. Not under `_start`:
+            # `close` holds it while it waits for the threads to end.
+            if worker.thread is threading.current_thread():
+                worker.thread = None
+            raise
 
     def _drain_queue(self, worker: _Worker) -> None:
         while True:

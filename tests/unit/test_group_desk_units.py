@@ -218,3 +218,37 @@ def test_a_group_s_answers_reach_their_loop_in_one_call_and_a_request_gone_away_
     assert created == Answer(True, b"{}")
     assert isinstance(down, DatabaseUnavailable)
     assert isinstance(gone, asyncio.CancelledError)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_thread_that_dies_is_started_again_by_the_next_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No database: both requests are answered 503 once a live thread takes them. The first thread dies of an
+    # exception that is not an Exception before it takes anything; the first request waits in the queue,
+    # and the second starts a new thread, which answers both. `close` then ends it without waiting forever.
+    class Dies(BaseException):
+        pass
+
+    real = GroupDesk._drain_queue
+    started: list[str] = []
+
+    def dies_the_first_time(self: GroupDesk, worker: Any) -> None:
+        started.append(threading.current_thread().name)
+        if len(started) == 1:
+            raise Dies
+        real(self, worker)
+
+    monkeypatch.setattr(GroupDesk, "_drain_queue", dies_the_first_time)
+    desk = GroupDesk("postgresql://nobody@127.0.0.1:1/none", cast(Any, None), dt.datetime.now)
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(desk.settle("dd_first", {}))
+        while len(started) < 1 or desk._workers[0].thread is not None:
+            await asyncio.sleep(0.01)  # until the first thread has died
+        second = asyncio.ensure_future(desk.settle("dd_second", {}))
+        return await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 30)
+
+    with ThreadPoolExecutor(1) as pool:
+        outcomes = pool.submit(asyncio.run, main()).result()
+    assert [type(o) for o in outcomes] == [DatabaseUnavailable, DatabaseUnavailable]
+    assert len(started) == 2
+    desk.close()
