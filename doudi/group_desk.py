@@ -476,7 +476,9 @@ class GroupDesk:
         except BaseException:
             # Ended other than at `close` (it cannot be, short of an exception that is not an Exception): the
             # next request starts another thread rather than waiting for this one. Not under `_start`:
-            # `close` holds it while it waits for the threads to end.
+            # `close` holds it while it waits for the threads to end. Its connection goes with it (closing
+            # rolls back whatever it held), so the next thread starts on a new one.
+            worker.disconnect()
             if worker.thread is threading.current_thread():
                 worker.thread = None
             raise
