@@ -55,7 +55,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -164,7 +163,7 @@ class _Reply:
 class _Request:
     token: str | None
     body: Any  # the decoded JSON document, or the exception reading it raised (answered after the token)
-    answer: _Reply | Future[Answer]  # a Future where a test drives the desk from a thread
+    answer: _Reply
     quote: bool = False  # priced from what is recorded, and answered; nothing is locked or written
 
 
@@ -731,8 +730,7 @@ def _send_replies(group: Sequence[_Request]) -> None:
     """Hand the group's answers to the event loops their requests came from: one call for each loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[_Reply]] = defaultdict(list)
     for request in group:
-        if isinstance(request.answer, _Reply):
-            by_loop[request.answer.future.get_loop()].append(request.answer)
+        by_loop[request.answer.future.get_loop()].append(request.answer)
     for loop, replies in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop has closed: no one is waiting any more
             loop.call_soon_threadsafe(_hand_over, replies)

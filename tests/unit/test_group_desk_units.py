@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -135,7 +135,7 @@ def test_a_request_after_close_is_refused_rather_than_left_waiting() -> None:
 def _gathered(desk: GroupDesk, late_after: float | None) -> int:
     """How many requests the group of a first request and two queued behind it holds, when one more is
     queued `late_after` seconds after gathering began (None: no more come)."""
-    requests = [_Request(None, {}, Future()) for _ in range(4)]
+    requests = [_Request(None, {}, cast(Any, None)) for _ in range(4)]  # gathered, never answered
     for request in requests[1:3]:
         desk._queue.put(request)
     late = None
