@@ -258,30 +258,43 @@ def _exchange(connection: psycopg.Connection[Any], statements: Sequence[Statemen
 
 def _insert(table: Table, rows: Sequence[Mapping[str, Any]]) -> Statement:
     """`_insert_document`'s INSERT with its document in the text, to go in an exchange."""
-    sql, document = _insert_document(table, rows)
-    head, tail = sql.split("%s")
+    sql, document, _ = _insert_document(table, rows)
+    head, tail = sql.split(_DOCUMENT)
     return head.encode("utf-8") + _dollar_quoted(document) + tail.encode("utf-8"), None
 
 
-def _insert_document(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, bytes]:
-    """One INSERT of all `rows` (each with the same columns), in arrival order, and the JSON document
-    holding them, its one parameter (`%s`), which PostgreSQL turns back into rows of the table's type.
+_DOCUMENT = "%(document)s"
+
+
+def _insert_document(
+    table: Table, rows: Sequence[Mapping[str, Any]], apart: Sequence[str] = ()
+) -> tuple[str, bytes, dict[str, list[Any]]]:
+    """One INSERT of all `rows` (each with the same columns), in arrival order: the JSON document holding
+    them, its parameter `document`, which PostgreSQL turns back into rows of the table's type; and the text
+    columns named in `apart`, each its own parameter (a text array, sent in binary, one element a row).
     Measured under 16 desks against the alternatives: a statement per row sent together (psycopg's
     `executemany`) costs a round trip of its own and the database a bind per row; the rows as literals of
     a multi-row VALUES cost this thread about 5 us per value to quote (some 7 ms for a group of eight); an
-    INSERT from arrays (`unnest`) was five times slower for a settlement's row, whose 14–17 kB record then
-    travels inside an array literal."""
+    INSERT from arrays in text form (`unnest`) was five times slower for a settlement's row, whose 14–17 kB
+    record then travels inside an array literal. A long text inside the document is a JSON string that
+    PostgreSQL unescapes character by character, twice (checking the document, then reading its rows):
+    a settlement's record and claim sent apart halved the time PostgreSQL took to insert sixteen
+    settlements (BENCHMARKS.md)."""
     columns = tuple(rows[0])
-    unknown = [n for n in columns if n not in table.c]
+    unknown = [n for n in (*columns, *apart) if n not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no columns {unknown}")
     names = ", ".join(columns)
+    inside = [n for n in columns if n not in apart]
     options = orjson.OPT_PASSTHROUGH_DATETIME  # moments and dates through _json_value too
     # Money as its decimal text here rather than in _json_value: a call back from orjson per amount cost
     # about a third of writing a group's document (some 40 amounts a settlement).
-    document = orjson.dumps([_money_as_text(row, columns) for row in rows], default=_json_value, option=options)
-    source = f"json_populate_recordset(NULL::{table.name}, %s::json) WITH ORDINALITY AS r ORDER BY r.ordinality"
-    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source}", document
+    document = orjson.dumps([_money_as_text(row, inside) for row in rows], default=_json_value, option=options)
+    values = ", ".join(f"(%({n})b::text[])[r.ordinality]" if n in apart else n for n in columns)
+    source = f"json_populate_recordset(NULL::{table.name}, {_DOCUMENT}::json) WITH ORDINALITY AS r"
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {source} ORDER BY r.ordinality"
+    texts = {n: [row[n] for row in rows] for n in apart}
+    return sql, document, texts
 
 
 def _money_as_text(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
@@ -296,10 +309,15 @@ def _send_rows(connection: psycopg.Connection[Any], written: Sequence[tuple[_Pri
     """Send the settlements `written` and their ledger entries, in pipeline mode: the statements go now and
     their outcome is read with the next result asked for (a failure raises there)."""
     entries = [e for _, rows in written for e in rows.entries]
-    for table, rows in ((SETTLEMENTS, [rows.settlement for _, rows in written]), (ENTRIES, entries)):
+    settlements = [rows.settlement for _, rows in written]
+    for table, rows, apart in ((SETTLEMENTS, settlements, _LONG_TEXTS), (ENTRIES, entries, ())):
         if rows:
-            sql, document = _insert_document(table, rows)
-            connection.execute(sql, (Json(document, dumps=_as_sent),), prepare=True)
+            sql, document, texts = _insert_document(table, rows, apart)
+            connection.execute(sql, {"document": Json(document, dumps=_as_sent), **texts}, prepare=True)
+
+
+_LONG_TEXTS = ("claim_json", "record_json")
+"""A settlement's columns sent apart from its document (see `_insert_document`)."""
 
 
 def _as_sent(document: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """How the group desk talks to PostgreSQL (doudi/group_desk.py): several statements in one round trip, and
-a table's rows sent as one dollar-quoted JSON document. Whatever text a row holds (quotes, dollar signs,
-backslashes, percent signs, CJK, astral characters), exact money, moments and dates come back as they went
-in and in their order; the rows of a failed exchange are not kept."""
+a table's rows sent as one dollar-quoted JSON document, or (in pipeline mode) as a JSON document with its
+long texts apart. Whatever text a row holds (quotes, dollar signs, backslashes, percent signs, CJK, astral
+characters), exact money, moments and dates come back as they went in and in their order; the rows of a
+failed exchange are not kept."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, Text
 from sqlalchemy.engine import make_url
 
 from doudi.desk import lock_key, lock_key_sql, lock_keys
-from doudi.group_desk import _LOCKS, _dollar_quoted, _exchange, _insert
+from doudi.group_desk import _LOCKS, _as_sent, _dollar_quoted, _exchange, _insert, _insert_document
 
 pytestmark = pytest.mark.postgres
 
@@ -74,6 +77,27 @@ def test_rows_come_back_as_they_went_in_and_in_order(connection: psycopg.Connect
     _exchange(connection, [("TRUNCATE exchange_rows RESTART IDENTITY", None)])
     *_, stored = _exchange(connection, [_insert(ROWS, sent), ("SELECT * FROM exchange_rows ORDER BY id", None)])
     assert [{k: v for k, v in row._asdict().items() if k != "id"} for row in stored] == sent
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows, st.sampled_from([("body",), ("label", "body"), ("body", "label")]))
+def test_rows_with_texts_apart_come_back_as_they_went_in_and_in_order(
+    connection: psycopg.Connection[Any], sent: list[Any], apart: tuple[str, ...]
+) -> None:
+    # As `_send_rows` sends a group's settlements: prepared, in pipeline mode, the long texts as parameters.
+    _exchange(connection, [("TRUNCATE exchange_rows RESTART IDENTITY", None)])
+    sql, document, texts = _insert_document(ROWS, sent, apart)
+    assert set(texts) == set(apart) and not set(apart) & set(orjson.loads(document)[0])
+    with connection.pipeline():
+        connection.execute(sql, {"document": Json(document, dumps=_as_sent), **texts}, prepare=True)
+    stored = connection.execute("SELECT * FROM exchange_rows ORDER BY id").fetchall()
+    assert [{k: v for k, v in row._asdict().items() if k != "id"} for row in stored] == sent
+
+
+def test_a_column_apart_must_be_the_tables() -> None:
+    row = {"label": "x", "body": None, "amount": Decimal("1.00"), "at": dt.datetime(2026, 1, 1)}
+    with pytest.raises(ValueError, match="no columns"):
+        _insert_document(ROWS, [{**row, "day": dt.date(2026, 1, 1), "count": 1}], apart=("record",))
 
 
 def test_one_round_trip_gives_each_statement_its_rows(connection: psycopg.Connection[Any]) -> None:
