@@ -335,6 +335,14 @@ def _dollar_quoted(text: bytes) -> bytes:
             return tag + text + tag
 
 
+def _text_array(items: Iterable[str]) -> str:
+    """`items` as the text of a PostgreSQL array literal (cast to text[] in the statement): each element in
+    double quotes, with its backslashes and double quotes escaped. The whole then goes into the statement as
+    one quoted string. The driver quoting a list element by element took about a millisecond of the
+    group thread's time per group (five lists of up to 64 elements)."""
+    return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
+
+
 def _json_value(value: object) -> str:
     """Money, moments and dates as PostgreSQL reads them back into their columns: exact decimal text, ISO
     8601 (moments are stored without a time zone)."""
@@ -627,7 +635,8 @@ class GroupDesk:
         settling = sorted({b["person_id"] for q, b in bodies if not q and isinstance(b.get("person_id"), str)})
         keys = sorted({b["claim_id"] for q, b in bodies if not q and isinstance(b.get("claim_id"), str)})
         hospitals = sorted({b["hospital_id"] for _, b in bodies if isinstance(b.get("hospital_id"), str)})
-        named = {"people": people, "settling": settling, "digests": digests, "hospitals": hospitals, "keys": keys}
+        lists = {"people": people, "settling": settling, "digests": digests, "hospitals": hospitals, "keys": keys}
+        named = {name: _text_array(items) for name, items in lists.items()}
         _, tokens_q, people_q, hospitals_q, published_q, _, figures_q, recorded_q = _exchange(
             connection,
             [

@@ -23,7 +23,7 @@ from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, Strin
 from sqlalchemy.engine import make_url
 
 from doudi.desk import lock_key, lock_key_sql, lock_keys
-from doudi.group_desk import _LOCKS, _as_sent, _dollar_quoted, _exchange, _insert, _insert_document
+from doudi.group_desk import _LOCKS, _as_sent, _dollar_quoted, _exchange, _insert, _insert_document, _text_array
 
 pytestmark = pytest.mark.postgres
 
@@ -92,6 +92,16 @@ def test_rows_with_texts_apart_come_back_as_they_went_in_and_in_order(
         connection.execute(sql, {"document": Json(document, dumps=_as_sent), **texts}, prepare=True)
     stored = connection.execute("SELECT * FROM exchange_rows ORDER BY id").fetchall()
     assert [{k: v for k, v in row._asdict().items() if k != "id"} for row in stored] == sent
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(awkward, max_size=12))
+def test_a_list_sent_as_an_array_literal_arrives_as_it_was(
+    connection: psycopg.Connection[Any], sent: list[str]
+) -> None:
+    # As the first round trip of a group sends its people, tokens, hospitals and keys.
+    [found] = _exchange(connection, [("SELECT %(items)s::text[] AS items", {"items": _text_array(sent)})])
+    assert found[0].items == sent
 
 
 def test_a_column_apart_must_be_the_tables() -> None:
