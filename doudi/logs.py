@@ -8,8 +8,12 @@ server, tests), and SQLAlchemy's errors leave out their parameters (`hide_parame
 from __future__ import annotations
 
 import copy
+import functools
+import http
 import logging
 from typing import Any
+
+from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
 
 from doudi.masking import scrub
 
@@ -61,11 +65,39 @@ def install() -> None:
                 handler.addFilter(MaskingFilter())
 
 
+class AccessFormatter(UvicornAccessFormatter):
+    """uvicorn's access line as uvicorn writes it, at a fraction of the cost when it is not coloured (a file,
+    a pipe, a journal): uvicorn's formatter copies each record and looks its status phrase up anew, about a
+    third of a line's cost and some 2 % of the event loop's time per settlement under 16 desks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if self.use_colors or not isinstance(record.args, tuple) or len(record.args) != 5:
+            return super().formatMessage(record)
+        client_addr, method, full_path, http_version, status_code = record.args
+        # On the record itself rather than a copy: what is added is only read by formatters, and the message
+        # and its arguments stay as they were for any other handler.
+        record.levelprefix = record.levelname + ":" + " " * (8 - len(record.levelname))
+        record.client_addr = client_addr
+        record.request_line = f"{method} {full_path} HTTP/{http_version}"
+        record.status_code = _status_and_phrase(int(status_code))  # type: ignore[call-overload]
+        return self._style.format(record)
+
+
+@functools.lru_cache(maxsize=128)
+def _status_and_phrase(status_code: int) -> str:
+    try:
+        return f"{status_code} {http.HTTPStatus(status_code).phrase}"
+    except ValueError:
+        return f"{status_code} "
+
+
 def uvicorn_config() -> dict[str, Any]:
-    """uvicorn's own logging configuration with the filter on each of its handlers."""
+    """uvicorn's own logging configuration with the filter on each of its handlers, and its access lines
+    written by `AccessFormatter`."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"]["()"] = f"{__name__}.AccessFormatter"
     config.setdefault("filters", {})["mask_identifiers"] = {"()": MaskingFilter}
     for handler in config.get("handlers", {}).values():
         handler.setdefault("filters", []).append("mask_identifiers")

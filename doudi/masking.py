@@ -73,13 +73,18 @@ _ID_NUMBER = re.compile(
 )
 
 
+# What every rule above needs somewhere in the text: a key, the people path, or the seventeen digits that
+# begin an identity number. A text without any is left as it is after one search rather than five.
+_MAYBE = re.compile(rf"(?i:{_KEYS})|/people/|[0-9]{{17}}")
+
+
 def _by_key(key: str, value: str) -> str:
     return name(value) if key.lower() in NAME_KEYS else identifier(value)
 
 
 def scrub(text: str) -> str:
     """`text` with every identifier and name the rules above recognise masked."""
-    if not text:
+    if not text or _MAYBE.search(text) is None:
         return text
     text = _QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{_by_key(m[2], m[5])}{m[4]}", text)
     text = _ASSIGNED.sub(lambda m: f"{m[1]}{m[2]}{_by_key(m[1], m[3])}", text)

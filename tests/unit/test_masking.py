@@ -9,14 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 import zipfile
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
 
 from doudi import masking
-from doudi.logs import MaskingFilter
+from doudi.logs import AccessFormatter, MaskingFilter
 from doudi.reconcile import IDENTIFIERS
 from reconciliation.files import statement_files
 from reconciliation.statement import build_statement
@@ -91,6 +94,27 @@ def test_identity_numbers_in_free_text_are_masked_wherever_they_stand(
 def test_scrubbing_is_idempotent(text: str) -> None:
     once = masking.scrub(text)
     assert masking.scrub(once) == once
+
+
+# Text in which the rules have something to find: keys in any case, the people path, identity numbers, the
+# punctuation around them, and anything else.
+pieces = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(masking.IDENTIFIER_KEYS + masking.NAME_KEYS).map(lambda k: k.upper() if len(k) % 2 else k),
+    st.sampled_from(["/people/", "/PEOPLE/", "=", '"', "'", ":", "(", ")", " "]),
+    id_numbers,
+    id_numbers.map(lambda number: number[:-1] + "X"),
+    st.from_regex(r"[0-9]{15,20}", fullmatch=True),
+    st.from_regex(r"/people/[A-Za-z0-9-]{1,12}", fullmatch=True),
+    st.sampled_from(masking.IDENTIFIER_KEYS).map(lambda k: f"{k}=P-0001"),
+)
+
+
+@given(st.lists(pieces, max_size=10).map("".join))
+def test_the_quick_look_for_something_to_mask_never_skips_what_the_rules_would_mask(text: str) -> None:
+    quick = masking.scrub(text)
+    with mock.patch.object(masking, "_MAYBE", re.compile("")):  # always found: every rule is applied
+        assert quick == masking.scrub(text)
 
 
 safe_tokens = st.one_of(
@@ -208,6 +232,32 @@ def test_uvicorn_access_records_keep_their_arguments() -> None:
     record.args = ("10.0.0.1:5000", "GET", "/v1/people/MHK-P-0001?person_id=MHK-P-0001", "1.1", 200)
     assert MaskingFilter().filter(record)
     assert record.args == ("10.0.0.1:5000", "GET", "/v1/people/*******001?person_id=*******001", "1.1", 200)
+
+
+access_arguments = st.tuples(
+    st.text(max_size=20), st.sampled_from(["GET", "POST", "PUT"]), st.text(max_size=40), st.sampled_from(["1.0", "1.1"])
+)
+
+
+@given(access_arguments, st.integers(100, 999), st.sampled_from([logging.INFO, logging.WARNING]))
+def test_access_lines_are_written_as_uvicorn_writes_them(
+    arguments: tuple[str, str, str, str], status: int, level: int
+) -> None:
+    fmt = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    args = (*arguments, status)
+    ours, theirs = (make(fmt, use_colors=False) for make in (AccessFormatter, UvicornAccessFormatter))
+    record = logging.LogRecord("uvicorn.access", level, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+    assert ours.format(record) == theirs.format(record)
+    client, method, path, version = arguments
+    assert record.args == args and record.getMessage() == f'{client} - "{method} {path} HTTP/{version}" {status}'
+
+
+def test_coloured_access_lines_are_uvicorns() -> None:
+    fmt = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    args = ("10.0.0.1:5000", "GET", "/healthz", "1.1", 200)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+    coloured = AccessFormatter(fmt, use_colors=True).format(record)
+    assert coloured == UvicornAccessFormatter(fmt, use_colors=True).format(record) and "\x1b[" in coloured
 
 
 def test_statement_files_mask_person_numbers_except_where_the_national_file_must_carry_them() -> None:
