@@ -200,8 +200,11 @@ def audit_entry(
     who: Principal, action: str, target: str, detail: dict[str, Any], now: dt.datetime
 ) -> audit_chain.Entry:
     """What the audit log says of a write: (at, user, token id, action, target, detail as JSON text)."""
-    text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
-    return (now, who.user, who.token_id, action, target[:200], text)
+    return (now, who.user, who.token_id, action, target[:200], _DETAIL_JSON.encode(detail))
+
+
+# `json.dumps` with these options builds an encoder for each call: a group of settlements writes one entry each.
+_DETAIL_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 # Passwords, for signing in to the web pages (tokens stay the way programs authenticate).

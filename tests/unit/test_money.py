@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from settlement.money import (
     MAX_AMOUNT_FEN,
@@ -308,6 +310,11 @@ def test_apply_ratio_rounds_once(amount: int, ratio: int, mode: str, expected: i
 )
 def test_format_yuan(fen: int, text: str) -> None:
     assert format_yuan(fen) == text
+
+
+@given(st.integers(-MAX_AMOUNT_FEN, MAX_AMOUNT_FEN))
+def test_format_yuan_is_the_exact_decimal_text(fen: int) -> None:
+    assert format_yuan(fen) == str(yuan(fen)) == format_yuan(np.int64(fen))
 
 
 @pytest.mark.parametrize("text", ["0.00", "0.01", "12.30", "1234.56", "99999999.99"])
