@@ -281,9 +281,9 @@ def _insert_document(
     a settlement's record and claim sent apart halved the time PostgreSQL took to insert sixteen
     settlements (BENCHMARKS.md)."""
     columns = tuple(rows[0])
-    unknown = [n for n in (*columns, *apart) if n not in table.c]
+    unknown = [n for n in columns if n not in table.c] + [n for n in apart if n not in columns]
     if unknown:
-        raise ValueError(f"{table.name} has no columns {unknown}")
+        raise ValueError(f"{table.name} rows have no columns {unknown}")
     names = ", ".join(columns)
     inside = [n for n in columns if n not in apart]
     options = orjson.OPT_PASSTHROUGH_DATETIME  # moments and dates through _json_value too
@@ -294,6 +294,10 @@ def _insert_document(
     source = f"json_populate_recordset(NULL::{table.name}, {_DOCUMENT}::json) WITH ORDINALITY AS r"
     sql = f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {source} ORDER BY r.ordinality"
     texts = {n: [row[n] for row in rows] for n in apart}
+    for name, sent in texts.items():
+        # Text or nothing: bytes would go as bytea and be stored as its hex form, without an error.
+        if not all(value is None or type(value) is str for value in sent):
+            raise TypeError(f"{table.name}.{name} is sent apart as text: every value must be a str or None")
     return sql, document, texts
 
 
