@@ -37,6 +37,7 @@ from api import (
     routes_simulations,
 )
 from api.context import BodyTooLarge, Context, body_limit
+from api.desk_lane import DeskLane
 from doudi import logs, masking, services
 from doudi.accounts import Forbidden, Unauthenticated
 from doudi.catalogue import Catalogue, PublishRefused
@@ -142,6 +143,7 @@ def create_app(
     openapi.install(app)
     _handle_errors(app)
     web.install(app)  # the pages for desk, finance and policy staff, at / (after the API's error handlers)
+    app.add_middleware(DeskLane, group=group)  # inside LimitBody: added first
     app.add_middleware(LimitBody)
 
     @app.get(

@@ -26,6 +26,7 @@ from doudi.desk import (
     settle_claim,
     visible_to,
 )
+from doudi.group_desk import GroupDesk
 from doudi.registry import complete_claim
 from ledger.models import Person, Reversal, Settlement
 from ledger.repository import snapshot
@@ -75,10 +76,16 @@ def _claim(ctx: Context, session: Session, who: Principal, body: Any) -> tuple[L
 )
 async def quote(request: Request) -> Response:
     ctx = context(request)
+    if ctx.group is not None:  # on PostgreSQL `api.desk_lane` answers before the request gets here
+        return await queued_quote(request, ctx.group)
     token, body = await _token_and_body(request)
-    if ctx.group is not None:  # priced with the settlements and quotes sent at the same moment
-        return Response(await ctx.group.quote(token, body), media_type="application/json")
     return JSONResponse(await run_in_threadpool(_quote_one, ctx, token, body))
+
+
+async def queued_quote(request: Request, group: GroupDesk) -> Response:
+    """A quote priced with the settlements and quotes sent at the same moment (PostgreSQL)."""
+    token, body = await _token_and_body(request)
+    return Response(await group.quote(token, body), media_type="application/json")
 
 
 async def _token_and_body(request: Request) -> tuple[str | None, Any]:
@@ -127,12 +134,21 @@ def _quote_one(ctx: Context, token: str | None, body: Any) -> dict[str, Any]:
 )
 async def settle(request: Request) -> Response:
     ctx = context(request)
+    if ctx.group is not None:  # on PostgreSQL `api.desk_lane` answers before the request gets here
+        return await queued_settlement(request, ctx.group)
     token, body = await _token_and_body(request)
-    if ctx.group is not None:
-        answer = await ctx.group.settle(token, body)
-        created, content = answer.created, answer.body
-    else:
-        created, content = await run_in_threadpool(_settle_one, ctx, token, body)
+    created, content = await run_in_threadpool(_settle_one, ctx, token, body)
+    return _settled(created, content)
+
+
+async def queued_settlement(request: Request, group: GroupDesk) -> Response:
+    """A settlement recorded in the group of those sent at the same moment (PostgreSQL)."""
+    token, body = await _token_and_body(request)
+    answer = await group.settle(token, body)
+    return _settled(answer.created, answer.body)
+
+
+def _settled(created: bool, content: bytes) -> Response:
     return Response(content, status_code=201 if created else 200, media_type="application/json")
 
 
