@@ -33,7 +33,7 @@ from settlement.claims import Claim, ClaimBatch
 from settlement.errors import ClaimError, FieldError
 from settlement.explain import explain
 from settlement.plan import Plan
-from settlement.waterfall import policy_years, settle
+from settlement.waterfall import BatchResult, policy_years, settle
 
 
 class Conflict(Exception):
@@ -129,8 +129,14 @@ def records_together(plan: Plan, claims: Sequence[Claim], start: Snapshot) -> li
     """The engine's records for claims that share no person or household, settled in one call under `plan`:
     each is the record it would have on its own (the engine keeps each person's and household's figures
     apart), at a fraction of the cost of one call per claim."""
-    result = settle(plan, ClaimBatch.from_claims(list(claims)), start)
+    result = settled_together(plan, claims, start)
     return [explain(result, k) for k in range(len(claims))]
+
+
+def settled_together(plan: Plan, claims: Sequence[Claim], start: Snapshot) -> BatchResult:
+    """The engine's result for claims that share no person or household, in one call (`explain` makes the
+    record of each)."""
+    return settle(plan, ClaimBatch.from_claims(list(claims)), start)
 
 
 def pricing(library: Library, policy_ref: str, claim: Claim) -> Pricing:

@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -79,7 +79,7 @@ from doudi.accounts import (
     token_shape_ok,
 )
 from doudi.catalogue import Catalogue
-from doudi.desk import Pricing, answer_body, lock_key_sql, pricing, records_together, repeat_of, with_setl_id
+from doudi.desk import Pricing, answer_body, lock_key_sql, pricing, repeat_of, settled_together, with_setl_id
 from doudi.registry import PersonFacts, fill_claim
 from ledger.repository import (
     ENTRIES,
@@ -94,6 +94,7 @@ from policies.library import Library
 from settlement.accumulators import AccKey, AccValue
 from settlement.claims import Claim, parse_claim
 from settlement.errors import ClaimError, FieldError
+from settlement.explain import explain
 from settlement.money import fen_from_decimal
 
 MAX_GROUP = 64
@@ -106,8 +107,9 @@ THREADS = 1
 of their own, and small groups cost the server most of a large one's CPU."""
 
 WRITE_CHUNK = 8
-"""Settlements priced together (one engine call) and sent together, while the next are priced. Smaller
-chunks overlap more of the pricing with the writing and cost an engine call each (BENCHMARKS.md)."""
+"""Settlements sent together, while the records of the next are made (the claims of one wave and plan are
+priced in one engine call, their records made chunk by chunk). Smaller chunks overlap more of the making
+with the writing and cost an INSERT each (BENCHMARKS.md)."""
 
 GATHER_GAP_SECONDS = 0.0005
 """While the desk is busy and a group holds as many requests as the last one did, it waits this long for
@@ -187,27 +189,40 @@ class _Priced:
 
 
 def _records(
-    items: Sequence[_Priced], figures: _Figures, problems: dict[int, Exception]
-) -> list[tuple[_Priced, dict[str, Any]]]:
-    """The engine's records for claims of one plan that share no person or household, in one call; should
-    that call fail, claim by claim, so that the failure is only the failing claim's answer."""
+    items: Sequence[_Priced], figures: _Figures, problems: dict[int, Exception], chunk: int = MAX_GROUP
+) -> Iterator[list[tuple[_Priced, dict[str, Any]]]]:
+    """The engine's records for claims of one plan that share no person or household, `chunk` at a time:
+    priced in one call, each chunk's records made as it is asked for (so that the first chunk is written
+    while the next is made). An engine call costs about half a millisecond however few its claims, and a
+    claim some 20 µs more (BENCHMARKS.md). Should the call fail, each claim is priced alone, so that the
+    failure is only the failing claim's answer."""
 
     def start(among: Sequence[_Priced]) -> dict[AccKey, AccValue]:
         return {k: v for item in among for k, v in figures.of(*item.entities, item.found.year).items()}
 
-    if len(items) > 1:
+    def alone(item: _Priced) -> dict[str, Any] | None:
         try:
-            records = records_together(items[0].found.plan, [item.claim for item in items], start(items))
-            return list(zip(items, records, strict=True))
-        except Exception:
-            pass
-    found = []
-    for item in items:
-        try:
-            found.append((item, item.found.record(start([item]))))
+            return item.found.record(start([item]))
         except Exception as err:
             problems[item.index] = err
-    return found
+            return None
+
+    result = None
+    if len(items) > 1:
+        with contextlib.suppress(Exception):
+            result = settled_together(items[0].found.plan, [item.claim for item in items], start(items))
+    for first in range(0, len(items), chunk):
+        found = []
+        for k, item in enumerate(items[first : first + chunk], start=first):
+            record = None
+            if result is not None:
+                with contextlib.suppress(Exception):
+                    record = explain(result, k)
+            if record is None:
+                record = alone(item)
+            if record is not None:
+                found.append((item, record))
+        yield found
 
 
 def _waves(items: Sequence[_Priced]) -> list[list[_Priced]]:
@@ -679,8 +694,9 @@ class GroupDesk:
         # Quotes first, from the figures as read: each as it would be settled alone at this moment.
         for wave in _waves(quotes):
             for items in _by_plan(wave):
-                for item, record in _records(items, figures, problems):
-                    answers[item.index] = Answer(False, orjson.dumps(record))
+                for quoted in _records(items, figures, problems):
+                    for item, record in quoted:
+                        answers[item.index] = Answer(False, orjson.dumps(record))
 
         # Repeats first, in arrival order: a key recorded already, or met earlier in this group.
         priced: list[_Priced] = []
@@ -713,9 +729,9 @@ class GroupDesk:
         with contextlib.ExitStack() as pipeline:
             for wave in _waves(priced):
                 for plan_items in _by_plan(wave):
-                    for start in range(0, len(plan_items), WRITE_CHUNK):
+                    for records in _records(plan_items, figures, problems, WRITE_CHUNK):
                         chunk = []
-                        for item, record in _records(plan_items[start : start + WRITE_CHUNK], figures, problems):
+                        for item, record in records:
                             with_setl_id(record, item.setl_id)
                             rows = settlement_rows(item.setl_id, item.claim, record, now, item.canonical)
                             item.record_json = rows.record_json

@@ -113,10 +113,12 @@ REFUSALS: dict[str, Callable[[dict[str, str]], Send]] = {
             headers={**_bearer(t["demo-desk"]), "content-type": "application/json"},
         )
     ),
-    "a chunked body over the limit": lambda t: lambda c: c.post(
-        "/v1/settlements",
-        content=iter([b" " * (3 * 1024 * 1024), b" " * (2 * 1024 * 1024)]),
-        headers={**_bearer(t["demo-desk"]), "content-type": "application/json"},
+    "a chunked body over the limit": lambda t: (
+        lambda c: c.post(
+            "/v1/settlements",
+            content=iter([b" " * (3 * 1024 * 1024), b" " * (2 * 1024 * 1024)]),
+            headers={**_bearer(t["demo-desk"]), "content-type": "application/json"},
+        )
     ),
     "a quote without a token": lambda t: lambda c: c.post("/v1/quotes", json=stay("L-1")),
     "a quote of an unregistered person": lambda t: (

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.context import Context
 from doudi import audit, demo, group_desk, services
-from doudi.desk import Outcome, lock_keys, quote_claim, records_together, settle_claim
+from doudi.desk import Outcome, lock_keys, quote_claim, settle_claim, settled_together
 from ledger.models import AuditEntry, LedgerEntry, Settlement
 from settlement.claims import Claim, parse_claim
 from tests.integration.test_concurrency import (
@@ -244,9 +244,9 @@ def test_many_people_in_one_group_are_each_priced_as_on_their_own(
 
     def counted(plan: Any, together: Sequence[Claim], start: Any) -> Any:
         sizes.append(len(together))
-        return records_together(plan, together, start)
+        return settled_together(plan, together, start)
 
-    monkeypatch.setattr(group_desk, "records_together", counted)
+    monkeypatch.setattr(group_desk, "settled_together", counted)
     desk = served.desk("demo-desk-mhk")
     results = together([post(served.clients[0], desk, claim) for claim in claims])
     outcomes = [outcome(r) for r in results]
@@ -415,9 +415,9 @@ def test_quotes_go_in_groups_price_what_is_recorded_and_record_nothing(
 
     def counted(plan: Any, together: Sequence[Claim], start: Any) -> Any:
         priced.append([c.claim_id for c in together])
-        return records_together(plan, together, start)
+        return settled_together(plan, together, start)
 
-    monkeypatch.setattr(group_desk, "records_together", counted)
+    monkeypatch.setattr(group_desk, "settled_together", counted)
     unregistered = {**body(household[3]), "person_id": "NOBODY"}
     calls: list[Callable[[], httpx.Response]] = [
         *(quote(served.clients[i % 2], desk, claim) for i, claim in enumerate(household[3:] * 2 + alone)),

@@ -12,16 +12,28 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from doudi import services
+from doudi import group_desk, services
 from doudi.audit import chained
 from doudi.desk import pricing, records_together
-from doudi.group_desk import Answer, DatabaseUnavailable, GroupDesk, _Priced, _Reply, _Request, _send_replies, _waves
+from doudi.group_desk import (
+    Answer,
+    DatabaseUnavailable,
+    GroupDesk,
+    _Figures,
+    _Priced,
+    _records,
+    _Reply,
+    _Request,
+    _send_replies,
+    _waves,
+)
 from ledger.audit_chain import FORMAT, GENESIS, entry_sha256
 from settlement.claims import parse_claim
 
@@ -78,6 +90,61 @@ def test_a_wave_priced_together_is_each_claim_priced_alone() -> None:
     together = records_together(found[0].plan, claims, {})
     alone = [f.record({}) for f in found]
     assert together == alone
+
+
+def _wave_of(n: int) -> list[_Priced]:
+    """`n` stays of people who share no one, priced under one plan, as a group desk's wave holds them."""
+    library = services.open_library()
+    claims = [
+        parse_claim(
+            {
+                **FAMILY[3],
+                "claim_id": f"R-{i}",
+                "person_id": f"R-P-{i}",
+                "household_id": f"R-H-{i}",
+                "total": f"{8_000 + 1_913 * i}.{11 * i % 100:02d}",
+                "diagnoses": ["C91.0"] if i % 2 else ["K80.2"],
+            }
+        )
+        for i in range(n)
+    ]
+    return [_Priced(i, cast(Any, None), c, pricing(library, "jl-meihekou", c)) for i, c in enumerate(claims)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8, 64])
+def test_a_waves_records_come_in_chunks_each_the_claims_own(chunk: int) -> None:
+    items = _wave_of(10)
+    problems: dict[int, Exception] = {}
+    chunks = list(_records(items, _Figures([]), problems, chunk))
+    assert [len(c) for c in chunks] == [min(chunk, 10 - start) for start in range(0, 10, chunk)]
+    assert [item for c in chunks for item, _ in c] == items
+    assert [record for c in chunks for _, record in c] == [item.found.record({}) for item in items]
+    assert problems == {}
+
+
+def test_a_wave_the_engine_cannot_price_together_is_priced_claim_by_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the joint call fail, each claim is priced alone; should one claim's record fail, only that claim
+    has a problem, and the rest of its chunk is answered."""
+    items = _wave_of(5)
+    expected = [item.found.record({}) for item in items]
+
+    def refused(*_args: Any) -> Any:
+        raise RuntimeError("the joint call failed (made by the test)")
+
+    monkeypatch.setattr(group_desk, "settled_together", refused)
+    problems: dict[int, Exception] = {}
+    assert [r for c in _records(items, _Figures([]), problems, 2) for _, r in c] == expected
+    assert problems == {}
+    monkeypatch.undo()
+
+    explain = group_desk.explain
+    found = items[2].found
+    items[2].found = cast(Any, SimpleNamespace(plan=found.plan, year=found.year, record=lambda _start: 1 / 0))
+    monkeypatch.setattr(group_desk, "explain", lambda result, k: explain(result, k) if k != 2 else 1 / 0)
+    chunks = list(_records(items, _Figures([]), problems, 2))
+    assert [[item.index for item, _ in c] for c in chunks] == [[0, 1], [3], [4]]
+    assert [r for c in chunks for _, r in c] == expected[:2] + expected[3:]
+    assert list(problems) == [2]
 
 
 @settings(max_examples=50)
