@@ -10,17 +10,17 @@ group thread waiting for the requests it is to settle (BENCHMARKS.md).
 `DeskLane` sits in the app's middleware, inside `LimitBody` (which refuses an oversized body as it does
 for every route), and answers those two requests itself with the functions their routes use
 (`routes_desk.queued_settlement`, `routes_desk.queued_quote`); a problem is answered by the app's own
-exception handlers, looked up as Starlette's exception middleware looks them up, and anything they do not
-handle goes on to the server-error middleware as it would from the route. Every other request, and these
-two on SQLite (no group desk), goes to the app. The routes in `routes_desk.py` stay what the OpenAPI
-document describes.
+exception handlers, through Starlette's own exception middleware as on the app's way to its routes, and
+anything they do not handle goes on to the server-error middleware as it would from the route. Every other
+request, and these two on SQLite (no group desk), goes to the app. The routes in `routes_desk.py` stay
+what the OpenAPI document describes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,43 +33,39 @@ Answering = Callable[[Request, GroupDesk], Awaitable[Response]]
 LANES: dict[str, Answering] = {"/v1/settlements": queued_settlement, "/v1/quotes": queued_quote}
 """The paths taken past the app (their method: POST)."""
 
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
-
 
 class DeskLane:
     def __init__(self, app: ASGIApp, group: GroupDesk | None) -> None:
         self.app = app
         self.group = group
+        self._answering: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answering = LANES.get(_route_path(scope)) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if answering is None or self.group is None:
+        lane = scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in LANES
+        if not lane or self.group is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        try:
-            response = await answering(request, self.group)
-        except Exception as err:
-            handler = handler_for(scope["app"].exception_handlers, err)
-            if handler is None:
-                raise  # to the server-error middleware, as from the route
-            response = await handler(request, err)
+        if self._answering is None:
+            # The app's handlers as its own exception middleware holds them (built, like the app's middleware,
+            # at the first request): all but the server-error middleware's (500, Exception), so that what they
+            # do not answer goes on to it, as from the route.
+            app = scope["app"]
+            handlers = {k: h for k, h in app.exception_handlers.items() if k not in (500, Exception)}
+            self._answering = ExceptionMiddleware(self._answer, handlers=handlers, debug=app.debug)
+        await self._answering(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.group is not None  # checked before coming here
+        response = await LANES[route_path(scope)](Request(scope, receive), self.group)
         await response(scope, receive, send)
 
 
-def _route_path(scope: Scope) -> str:
-    """The path the app's router would match: without the prefix a proxy serves the app under."""
+def route_path(scope: Scope) -> str:
+    """The path the app's router matches: without the prefix a proxy serves the app under (`root_path`), when
+    the path starts with it as a whole segment."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def handler_for(handlers: Mapping[Any, ExceptionHandler], err: Exception) -> ExceptionHandler | None:
-    """The app's handler for `err`: the one registered for the nearest of its classes, as Starlette's exception
-    middleware finds it. None for what only the server-error middleware answers (`Exception`, 500)."""
-    for kind in type(err).__mro__:
-        if kind is Exception:
-            return None
-        if kind in handlers:
-            return handlers[kind]
-    return None
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    return rest if rest.startswith("/") or not rest else path

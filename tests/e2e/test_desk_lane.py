@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
+from starlette.responses import Response
 
-from api import desk_lane
+from api import desk_lane, routes_desk
 from api.app import create_app
 from doudi import demo, services
 from tests.e2e.conftest import NOW, Clock
@@ -63,13 +65,13 @@ def _both(
 
 
 def _same(a: httpx.Response, b: httpx.Response) -> None:
-    assert (a.status_code, a.headers.get("content-type"), a.headers.get("www-authenticate")) == (
-        b.status_code,
-        b.headers.get("content-type"),
-        b.headers.get("www-authenticate"),
-    )
-    assert a.headers.get("retry-after") == b.headers.get("retry-after")
+    assert a.status_code == b.status_code
+    assert _headers(a) == _headers(b)
     assert a.content == b.content, (a.text, b.text)
+
+
+def _headers(answer: httpx.Response) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in answer.headers.multi_items() if k != "date"]
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -138,6 +140,40 @@ def test_a_refusal_through_the_lane_is_the_routes(
     _same(through_lane, through_route)
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "PUT"])
+@pytest.mark.parametrize("path", ["/v1/settlements", "/v1/quotes", "/v1/settlements/"])
+def test_the_lane_leaves_other_methods_and_paths_to_the_app(
+    lane: tuple[TestClient, dict[str, str]], method: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, tokens = lane
+    send: Send = lambda c: c.request(method, path, json=stay("L-1"), headers=_bearer(tokens["demo-desk"]))  # noqa: E731
+    through_lane, through_route = _both(client, send, monkeypatch, laned=False)
+    _same(through_lane, through_route)
+
+
+def test_a_trailing_slash_is_left_to_the_app(
+    lane: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, tokens = lane
+    send: Send = lambda c: c.post(  # noqa: E731
+        "/v1/settlements/", json=stay("L-1"), headers=_bearer(tokens["demo-desk"]), follow_redirects=False
+    )
+    through_lane, through_route = _both(client, send, monkeypatch, laned=False)
+    _same(through_lane, through_route)
+
+
+def test_a_stopped_desk_is_answered_503_alike(
+    lane: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, tokens = lane
+    group = client.app.state.context.group  # type: ignore[attr-defined]
+    group.close()  # as at shutdown: every later request is refused, nothing recorded
+    send: Send = lambda c: c.post("/v1/settlements", json=stay("L-503"), headers=_bearer(tokens["demo-desk"]))  # noqa: E731
+    through_lane, through_route = _both(client, send, monkeypatch)
+    assert through_lane.status_code == 503 and through_lane.headers["retry-after"] == "1"
+    _same(through_lane, through_route)
+
+
 def test_a_settlement_through_the_lane_is_repeated_and_refused_by_the_route_and_back(
     lane: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,23 +208,62 @@ def test_a_settlement_through_the_lane_is_repeated_and_refused_by_the_route_and_
 
 def test_the_lane_takes_only_the_two_posts() -> None:
     assert set(desk_lane.LANES) == {"/v1/settlements", "/v1/quotes"}
-    assert desk_lane._route_path({"path": "/doudi/v1/settlements", "root_path": "/doudi"}) == "/v1/settlements"
-    assert desk_lane._route_path({"path": "/v1/settlements", "root_path": ""}) == "/v1/settlements"
+    route_path = desk_lane.route_path
+    assert route_path({"path": "/doudi/v1/settlements", "root_path": "/doudi"}) == "/v1/settlements"
+    assert route_path({"path": "/v1/settlements", "root_path": ""}) == "/v1/settlements"
+    assert route_path({"path": "/v1/settlements", "root_path": "/v"}) == "/v1/settlements"  # not a whole segment
+    assert route_path({"path": "/other/v1/settlements", "root_path": "/doudi"}) == "/other/v1/settlements"
 
 
-def test_a_problem_is_answered_by_the_handler_of_its_nearest_class() -> None:
-    class Base(Exception):
-        pass
+class _Teapot(Exception):
+    pass
 
-    class Near(Base):
-        pass
 
-    def handler(_request: Any, _err: Exception) -> Any:
-        raise AssertionError("not called here")
+class _Near(_Teapot):
+    pass
 
-    def other(_request: Any, _err: Exception) -> Any:
-        raise AssertionError("not called here")
 
-    handlers: dict[Any, Any] = {Base: handler, Exception: other, 500: other}
-    assert desk_lane.handler_for(handlers, Near()) is handler
-    assert desk_lane.handler_for(handlers, ValueError()) is None  # only the server-error middleware's
+def test_the_apps_handlers_answer_through_the_lane_as_through_the_route(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handlers as Starlette finds them: by the nearest class, by status code for an HTTPException, and
+    synchronous ones (run in a thread); what none handles is the server-error middleware's 500."""
+    files = services.open_library()
+    app = create_app(postgres_url, files, clock=Clock(), archive=tmp_path / "a", simulations=tmp_path / "s")
+    tokens = demo.seed(app.state.context.engine, app.state.context.catalogue, files, NOW)
+
+    def teapot(_request: Any, _err: Exception) -> Response:  # synchronous
+        return Response(b"base", status_code=418, headers={"x-handler": "base"})
+
+    async def near(_request: Any, _err: Exception) -> Response:
+        return Response(b"near", status_code=418, headers={"x-handler": "near"})
+
+    async def by_status(_request: Any, _err: Exception) -> Response:
+        return Response(b"by status", status_code=418, headers={"x-handler": "status"})
+
+    app.add_exception_handler(_Teapot, teapot)
+    app.add_exception_handler(_Near, near)
+    app.add_exception_handler(418, by_status)
+    raised: list[Exception] = []
+
+    async def raising(_request: Any, _group: Any) -> Response:
+        raise raised[-1]
+
+    monkeypatch.setattr(desk_lane, "LANES", {"/v1/settlements": raising, "/v1/quotes": raising})
+    monkeypatch.setattr(routes_desk, "queued_settlement", raising)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for err, expected in [
+            (_Teapot(), b"base"),
+            (_Near(), b"near"),
+            (HTTPException(418), b"by status"),
+            (RuntimeError("unhandled"), None),
+        ]:
+            raised.append(err)
+            send: Send = lambda c: c.post("/v1/settlements", json=stay("L-1"), headers=_bearer(tokens["demo-desk"]))  # noqa: E731
+            through_lane = send(client)
+            with monkeypatch.context() as patched:
+                patched.setattr(desk_lane, "LANES", {})
+                through_route = send(client)
+            _same(through_lane, through_route)
+            assert through_lane.content == expected if expected else through_lane.status_code == 500
+    app.state.context.close()

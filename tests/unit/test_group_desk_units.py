@@ -35,6 +35,7 @@ from doudi.group_desk import (
     _waves,
 )
 from ledger.audit_chain import FORMAT, GENESIS, entry_sha256
+from ledger.repository import settlement_rows
 from settlement.claims import parse_claim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,14 +112,46 @@ def _wave_of(n: int) -> list[_Priced]:
     return [_Priced(i, cast(Any, None), c, pricing(library, "jl-meihekou", c)) for i, c in enumerate(claims)]
 
 
+def _figures_after_earlier_stays(items: list[_Priced]) -> _Figures:
+    """The year so far of the wave's people: each has had an earlier stay, recorded."""
+    figures = _Figures([])
+    for item in items:
+        earlier = parse_claim(
+            {
+                **item.claim.as_json(),
+                "claim_id": f"{item.claim.claim_id}-EARLIER",
+                "admitted_on": "2014-02-03",
+                "discharged_on": "2014-02-10",
+                "settled_at": "2014-02-10T09:00:00",
+            }
+        )
+        record = pricing(services.open_library(), "jl-meihekou", earlier).record({})
+        figures.add(settlement_rows(f"E{item.index}", earlier, record, dt.datetime(2014, 2, 10, 9)).entries)
+    return figures
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 8, 64])
-def test_a_waves_records_come_in_chunks_each_the_claims_own(chunk: int) -> None:
+def test_a_waves_records_come_in_chunks_each_the_claims_own(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One engine call for the wave, its records made chunk by chunk, each the record the claim has alone from
+    the same year so far."""
     items = _wave_of(10)
+    figures = _figures_after_earlier_stays(items)
+    calls: list[int] = []
+    settled_together = group_desk.settled_together
+
+    def counted(plan: Any, claims: Any, start: Any) -> Any:
+        calls.append(len(claims))
+        return settled_together(plan, claims, start)
+
+    monkeypatch.setattr(group_desk, "settled_together", counted)
     problems: dict[int, Exception] = {}
-    chunks = list(_records(items, _Figures([]), problems, chunk))
+    chunks = list(_records(items, figures, problems, chunk))
+    assert calls == [10]
     assert [len(c) for c in chunks] == [min(chunk, 10 - start) for start in range(0, 10, chunk)]
     assert [item for c in chunks for item, _ in c] == items
-    assert [record for c in chunks for _, record in c] == [item.found.record({}) for item in items]
+    alone = [item.found.record(figures.of(*item.entities, item.found.year)) for item in items]
+    assert [record for c in chunks for _, record in c] == alone
+    assert alone != [item.found.record({}) for item in items], "the earlier stays changed nothing"
     assert problems == {}
 
 
@@ -137,7 +170,13 @@ def test_a_wave_the_engine_cannot_price_together_is_priced_claim_by_claim(monkey
     assert problems == {}
     monkeypatch.undo()
 
+    # A record that cannot be made from the joint result is made alone.
     explain = group_desk.explain
+    monkeypatch.setattr(group_desk, "explain", lambda result, k: explain(result, k) if k != 2 else 1 / 0)
+    assert [r for c in _records(items, _Figures([]), problems, 2) for _, r in c] == expected
+    assert problems == {}
+    monkeypatch.undo()
+
     found = items[2].found
     items[2].found = cast(Any, SimpleNamespace(plan=found.plan, year=found.year, record=lambda _start: 1 / 0))
     monkeypatch.setattr(group_desk, "explain", lambda result, k: explain(result, k) if k != 2 else 1 / 0)
