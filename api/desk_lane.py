@@ -4,7 +4,7 @@ On PostgreSQL, `POST /v1/settlements` and `POST /v1/quotes` are answered by the 
 (doudi/group_desk.py); all their route does is read the token and the body, queue them and send the answer.
 Between the server and that route stand the app's route table and FastAPI's handling of a request (the
 route looked up among some hundred, its dependencies solved, an exit stack and an exception wrapper set up
-and torn down): measured under 16 desks, about a quarter of the event loop's time per settlement, with the
+and torn down): measured under 16 desks, some 30 % of the event loop's busy time per settlement, with the
 group thread waiting for the requests it is to settle (BENCHMARKS.md).
 
 `DeskLane` sits in the app's middleware, inside `LimitBody` (which refuses an oversized body as it does
