@@ -106,10 +106,12 @@ THREADS = 1
 2026-11-30, second session): with two, a thread back at the queue took the few requests there as a group
 of their own, and small groups cost the server most of a large one's CPU."""
 
-WRITE_CHUNK = 8
+WRITE_CHUNK = 4
 """Settlements sent together, while the records of the next are made (the claims of one wave and plan are
 priced in one engine call, their records made chunk by chunk). Smaller chunks overlap more of the making
-with the writing and cost an INSERT each (BENCHMARKS.md)."""
+with the writing and cost an INSERT each; the group then waits only for its last chunk to be written
+before it takes the audit chain's head. Under 16 desks four answered a group about a millisecond sooner
+than eight, and two no sooner than four (BENCHMARKS.md, 2026-11-30, fifth session)."""
 
 GATHER_GAP_SECONDS = 0.0005
 """While the desk is busy and a group holds as many requests as the last one did, it waits this long for
