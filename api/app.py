@@ -41,7 +41,7 @@ from api.desk_lane import DeskLane
 from doudi import logs, masking, services
 from doudi.accounts import Forbidden, Unauthenticated
 from doudi.catalogue import Catalogue, PublishRefused
-from doudi.desk import Conflict, NotFound, reader, serialise_sqlite_writes
+from doudi.desk import Conflict, NotFound, reader, serialise_sqlite_writes, sqlite_connect_args
 from doudi.group_desk import DatabaseUnavailable, GroupDesk
 from doudi.simulations import SimulationJobs
 from interop.dictionary import load_dictionary
@@ -88,7 +88,12 @@ def open_engine(url: str) -> Engine:
     connection answers 503 (retry-safe), and SQLAlchemy then discards the whole pool."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20, pool_timeout=30, hide_parameters=True
+            url,
+            connect_args=sqlite_connect_args(busy_seconds=30),
+            pool_size=20,
+            max_overflow=20,
+            pool_timeout=30,
+            hide_parameters=True,
         )
     else:
         engine = create_engine(

@@ -14,7 +14,14 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from doudi import services
-from doudi.desk import Conflict, NotFound, reverse_settlement, serialise_sqlite_writes, settle_claim
+from doudi.desk import (
+    Conflict,
+    NotFound,
+    reverse_settlement,
+    serialise_sqlite_writes,
+    settle_claim,
+    sqlite_connect_args,
+)
 from ledger.migrations import upgrade
 from ledger.models import LedgerEntry, Settlement
 from ledger.repository import snapshot
@@ -28,7 +35,9 @@ NOW = dt.datetime(2014, 12, 1, 9, 0)
 @pytest.fixture
 def engine(database_url: str):  # type: ignore[no-untyped-def]
     upgrade(database_url)
-    engine = create_engine(database_url)
+    # On SQLite with the service's queue of writers (see tests/integration/test_sqlite_writer_queue.py).
+    queued = sqlite_connect_args(busy_seconds=30) if database_url.startswith("sqlite") else {}
+    engine = create_engine(database_url, connect_args=queued)
     serialise_sqlite_writes(engine)
     yield engine
     engine.dispose()
