@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doudi import services
@@ -18,11 +18,8 @@ from doudi.desk import (
     Conflict,
     NotFound,
     reverse_settlement,
-    serialise_sqlite_writes,
     settle_claim,
-    sqlite_connect_args,
 )
-from ledger.migrations import upgrade
 from ledger.models import LedgerEntry, Settlement
 from ledger.repository import snapshot
 from settlement.claims import parse_claim
@@ -30,17 +27,6 @@ from settlement.claims import parse_claim
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = json.loads((ROOT / "examples/family-year.json").read_text(encoding="utf-8"))["claims"]
 NOW = dt.datetime(2014, 12, 1, 9, 0)
-
-
-@pytest.fixture
-def engine(database_url: str):  # type: ignore[no-untyped-def]
-    upgrade(database_url)
-    # On SQLite with the service's queue of writers (see tests/integration/test_sqlite_writer_queue.py).
-    queued = sqlite_connect_args(busy_seconds=30) if database_url.startswith("sqlite") else {}
-    engine = create_engine(database_url, connect_args=queued)
-    serialise_sqlite_writes(engine)
-    yield engine
-    engine.dispose()
 
 
 def _rows(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
