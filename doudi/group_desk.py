@@ -406,13 +406,15 @@ SELECT pg_advisory_xact_lock(k) FROM (
           UNION ALL
           SELECT 'household:' || household_id FROM people WHERE person_id = ANY(%(settling)s::text[])) AS n(name)
     ORDER BY k) AS ordered"""
-# Every policy year: which years the claims fall in is known only once their policies are found. The totals
-# the database keeps as entries are appended (`ledger.repository.snapshot` reads the same).
+# Every policy year: which years the claims fall in is known only once their policies are found.
 _FIGURES = """
-SELECT accumulator, entity, policy_year, base, paid, claims
-FROM accumulator_totals
+SELECT accumulator, entity, policy_year, sum(base_delta) AS base, sum(paid_delta) AS paid,
+       sum(claims_delta) AS claims
+FROM ledger_entries
 WHERE entity = ANY(ARRAY(SELECT unnest(%(people)s::text[])
-                         UNION SELECT household_id FROM people WHERE person_id = ANY(%(people)s::text[])))"""
+                         UNION SELECT household_id FROM people WHERE person_id = ANY(%(people)s::text[])))
+  AND accumulator IS NOT NULL
+GROUP BY accumulator, entity, policy_year"""
 # The keys at the hospitals named or the desks' own; the pairs that matter are picked out of these.
 _RECORDED = """
 SELECT s.hospital_id, s.medins_setl_id, s.setl_id, s.request_sha256, s.record_json

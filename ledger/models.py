@@ -182,21 +182,6 @@ class LedgerEntry(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
-class AccumulatorTotal(Base):
-    """What the ledger's entries of one accumulator, person or household and policy year add up to: the
-    year-to-date figures a settlement starts from. Kept by the database itself, in the transaction that
-    appends the entries (a trigger on `ledger_entries`, migration 0009), so it always equals their sum;
-    the desk reads a row per accumulator here rather than summing a person's whole history."""
-
-    __tablename__ = "accumulator_totals"
-    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
-    accumulator: Mapped[str] = mapped_column(String(80), primary_key=True)
-    policy_year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    base: Mapped[Decimal] = mapped_column(Money())
-    paid: Mapped[Decimal] = mapped_column(Money())
-    claims: Mapped[int] = mapped_column(Integer)
-
-
 class PublishedPolicy(Base):
     """A policy version as published, with its document. A version some settlement used is never replaced."""
 

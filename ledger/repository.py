@@ -1,6 +1,4 @@
-"""Reading and appending the ledger. Year-to-date figures are the sums of the entries: the database keeps
-them in `accumulator_totals` as entries are appended (ledger.models.AccumulatorTotal), and
-`totals_differences` checks them against the entries themselves."""
+"""Reading and appending the ledger. Year-to-date figures are never stored: they are sums of entries."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ import orjson
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from ledger.models import AccumulatorTotal, LedgerEntry, Settlement
+from ledger.models import LedgerEntry, Settlement
 from settlement.accumulators import ZERO, AccKey, AccValue
 from settlement.claims import Claim
 from settlement.money import fen_from_decimal
@@ -44,55 +42,23 @@ def request_digest(claim: Claim, canonical: str | None = None) -> str:
 
 
 def snapshot(session: Session, entities: Iterable[str], years: Iterable[int]) -> dict[AccKey, AccValue]:
-    """The year-to-date figures of these people and households in these policy years."""
-    kept = _KEPT.where(AccumulatorTotal.entity.in_(list(entities)), AccumulatorTotal.policy_year.in_(list(years)))
-    return _figures(session.execute(kept))
-
-
-def ledger_sums(session: Session, entities: Iterable[str], years: Iterable[int]) -> dict[AccKey, AccValue]:
-    """What `snapshot` reads, summed from the ledger's entries themselves (for checks: it reads every entry
-    these people and households ever had)."""
-    summed = _SUMMED.where(LedgerEntry.entity.in_(list(entities)), LedgerEntry.policy_year.in_(list(years)))
-    return _figures(session.execute(summed))
-
-
-def totals_differences(session: Session) -> list[str]:
-    """Every accumulator whose kept total is not the sum of its ledger entries, said in words (none when
-    the two agree, as they always should: the database adds each entry as it is appended)."""
-    want, have = _figures(session.execute(_SUMMED)), _figures(session.execute(_KEPT))
-    return [
-        f"{key.key} of {key.entity} in {key.year}: kept {have.get(key)}, the ledger's entries sum to {want.get(key)}"
-        for key in sorted(want.keys() | have.keys())
-        if want.get(key) != have.get(key)
-    ]
-
-
-_KEPT = select(
-    AccumulatorTotal.accumulator,
-    AccumulatorTotal.entity,
-    AccumulatorTotal.policy_year,
-    AccumulatorTotal.base,
-    AccumulatorTotal.paid,
-    AccumulatorTotal.claims,
-)
-_SUMMED = (
-    select(
-        LedgerEntry.accumulator,
-        LedgerEntry.entity,
-        LedgerEntry.policy_year,
-        func.sum(LedgerEntry.base_delta),
-        func.sum(LedgerEntry.paid_delta),
-        func.sum(LedgerEntry.claims_delta),
+    """The year-to-date figures of these people and households in these policy years, from the ledger."""
+    rows = session.execute(
+        select(
+            LedgerEntry.accumulator,
+            LedgerEntry.entity,
+            LedgerEntry.policy_year,
+            func.sum(LedgerEntry.base_delta),
+            func.sum(LedgerEntry.paid_delta),
+            func.sum(LedgerEntry.claims_delta),
+        )
+        .where(LedgerEntry.entity.in_(list(entities)), LedgerEntry.policy_year.in_(list(years)))
+        .where(LedgerEntry.accumulator.is_not(None))
+        .group_by(LedgerEntry.accumulator, LedgerEntry.entity, LedgerEntry.policy_year)
     )
-    .where(LedgerEntry.accumulator.is_not(None))
-    .group_by(LedgerEntry.accumulator, LedgerEntry.entity, LedgerEntry.policy_year)
-)
-
-
-def _figures(rows: Iterable[Any]) -> dict[AccKey, AccValue]:
     found: dict[AccKey, AccValue] = {}
     for key, entity, year, base, paid, claims in rows:
-        assert key is not None and entity is not None and year is not None  # filtered or required
+        assert key is not None and entity is not None and year is not None  # filtered above
         found[AccKey(key, entity, year)] = AccValue(
             fen_from_decimal(Decimal(base)), fen_from_decimal(Decimal(paid)), int(claims)
         )
