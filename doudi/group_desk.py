@@ -91,7 +91,7 @@ from ledger.repository import (
     settlement_rows,
 )
 from policies.library import Library
-from settlement.accumulators import AccKey, AccValue
+from settlement.accumulators import ZERO, AccKey, AccValue
 from settlement.claims import Claim, parse_claim
 from settlement.errors import ClaimError, FieldError
 from settlement.explain import explain
@@ -128,6 +128,10 @@ once, whatever the last group held."""
 
 IDLE_SECONDS = 60.0
 """The connection is given back after this long without a settlement (and taken again with the next)."""
+
+SUMMED_ENTITIES = 100_000
+"""The most people and households whose ledger entries a thread keeps the sums of (see `_Summed`); the one
+summed longest ago goes first. A few hundred bytes each."""
 
 
 class DatabaseUnavailable(Exception):
@@ -406,15 +410,22 @@ SELECT pg_advisory_xact_lock(k) FROM (
           UNION ALL
           SELECT 'household:' || household_id FROM people WHERE person_id = ANY(%(settling)s::text[])) AS n(name)
     ORDER BY k) AS ordered"""
-# Every policy year: which years the claims fall in is known only once their policies are found.
+# Every policy year: which years the claims fall in is known only once their policies are found. For each
+# person and household (the register's), the entries after the last id this thread has summed of it (none:
+# from the first), summed by accumulator and year, with the last id summed; an entity with no new entries
+# is one row of nulls, so that every row says which entity and from which id.
 _FIGURES = """
-SELECT accumulator, entity, policy_year, sum(base_delta) AS base, sum(paid_delta) AS paid,
-       sum(claims_delta) AS claims
-FROM ledger_entries
-WHERE entity = ANY(ARRAY(SELECT unnest(%(people)s::text[])
-                         UNION SELECT household_id FROM people WHERE person_id = ANY(%(people)s::text[])))
-  AND accumulator IS NOT NULL
-GROUP BY accumulator, entity, policy_year"""
+SELECT s.entity, s.since, e.accumulator, e.policy_year, e.base, e.paid, e.claims, e.last
+FROM (SELECT k.entity, coalesce(c.since, 0) AS since
+      FROM (SELECT unnest(%(people)s::text[])
+            UNION SELECT household_id FROM people WHERE person_id = ANY(%(people)s::text[])) AS k(entity)
+      LEFT JOIN unnest(%(summed)s::text[], %(since)s::bigint[]) AS c(entity, since) ON c.entity = k.entity) AS s
+LEFT JOIN LATERAL (
+    SELECT accumulator, policy_year, sum(base_delta) AS base, sum(paid_delta) AS paid, sum(claims_delta) AS claims,
+           max(id) AS last
+    FROM ledger_entries
+    WHERE entity = s.entity AND id > s.since AND accumulator IS NOT NULL
+    GROUP BY accumulator, policy_year) AS e ON true"""
 # The keys at the hospitals named or the desks' own; the pairs that matter are picked out of these.
 _RECORDED = """
 SELECT s.hospital_id, s.medins_setl_id, s.setl_id, s.request_sha256, s.record_json
@@ -430,9 +441,10 @@ _NEW_HEAD = f"UPDATE audit_chain SET seq = %(seq)s, entry_sha256 = %(sha)s WHERE
 class _Worker:
     """The group desk's thread and its connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, summed: int) -> None:
         self.thread: threading.Thread | None = None
         self.connection: psycopg.Connection[Any] | None = None
+        self.summed = _Summed(summed)
 
     def disconnect(self) -> None:
         if self.connection is not None:
@@ -454,6 +466,7 @@ class GroupDesk:
         threads: int = THREADS,
         gather_gap: float = GATHER_GAP_SECONDS,
         gather_max: float = GATHER_MAX_SECONDS,
+        summed: int = SUMMED_ENTITIES,
     ):
         if threads < 1:
             raise ValueError("a group desk needs at least one thread")
@@ -464,7 +477,7 @@ class GroupDesk:
         self._gather_gap = gather_gap
         self._gather_max = gather_max
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._workers = [_Worker() for _ in range(threads)]
+        self._workers = [_Worker(summed) for _ in range(threads)]
         self._start = threading.Lock()  # held to start the threads, to queue a request, and to close
         self._closed = False
         self._counting = threading.Lock()
@@ -585,7 +598,7 @@ class GroupDesk:
                 worker.connection = psycopg.Connection.connect(
                     self._conninfo, autocommit=True, row_factory=namedtuple_row, client_encoding="utf8"
                 )
-            self._transaction(worker.connection, group)
+            self._transaction(worker.connection, group, worker.summed)
             with self._counting:
                 self.groups += 1
                 self.largest = max(self.largest, len(group))
@@ -614,11 +627,11 @@ class GroupDesk:
         if self.before_step is not None:
             self.before_step(name, connection)
 
-    def _transaction(self, connection: psycopg.Connection[Any], group: list[_Request]) -> None:
+    def _transaction(self, connection: psycopg.Connection[Any], group: list[_Request], summed: _Summed) -> None:
         with self._counting:
             self._transactions += 1
         try:
-            answers, problems = self._exchanges(connection, group)
+            answers, problems = self._exchanges(connection, group, summed)
         except BaseException:
             if not connection.closed and connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 with contextlib.suppress(psycopg.Error):  # broken: closing it rolls back as well
@@ -637,7 +650,7 @@ class GroupDesk:
                 request.answer.set_result(answers[i])
 
     def _exchanges(
-        self, connection: psycopg.Connection[Any], group: list[_Request]
+        self, connection: psycopg.Connection[Any], group: list[_Request], summed: _Summed
     ) -> tuple[dict[int, Answer], dict[int, Exception]]:
         """The group's transaction in three exchanges (two when nothing is written): the answers of the
         requests recorded or repeated, and the problems of the others."""
@@ -656,8 +669,11 @@ class GroupDesk:
         settling = sorted({b["person_id"] for q, b in bodies if not q and isinstance(b.get("person_id"), str)})
         keys = sorted({b["claim_id"] for q, b in bodies if not q and isinstance(b.get("claim_id"), str)})
         hospitals = sorted({b["hospital_id"] for _, b in bodies if isinstance(b.get("hospital_id"), str)})
+        entities, since = summed.since(people)
         lists = {"people": people, "settling": settling, "digests": digests, "hospitals": hospitals, "keys": keys}
         named = {name: _text_array(items) for name, items in lists.items()}
+        named["summed"] = _text_array(entities)
+        named["since"] = "{" + ",".join(map(str, since)) + "}"
         _, tokens_q, people_q, hospitals_q, published_q, _, figures_q, recorded_q = _exchange(
             connection,
             [
@@ -678,7 +694,7 @@ class GroupDesk:
         library = self._catalogue.cached(stamp)
         if library is None:  # something was published since: rebuilt (rarely; it reads the documents)
             library = self._catalogue.library()
-        figures = _Figures(figures_q)
+        figures = _Figures(summed.read(figures_q, facts))
         recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q}
 
         claims, quotes = [], []
@@ -845,14 +861,64 @@ def _facts(rows: Sequence[Any]) -> dict[str, PersonFacts]:
     return {person: PersonFacts.from_rows(person, found) for person, found in by_person.items()}
 
 
+class _Summed:
+    """What a group desk thread has summed of each person's and household's ledger entries, and the last id
+    it summed, so that a group reads only the entries recorded since (`_FIGURES`). Whatever a group read is
+    kept, whether or not its transaction then commits: it was read committed, under the entity's lock or
+    (for a quote) in one snapshot, and every writer of an entity's entries numbers them in the order they
+    commit (`ledger.models.LedgerEntry`), so no entry can later appear below the last id summed. Without
+    this, each group summed its people's whole history, which grew with every stay (BENCHMARKS.md)."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._by_entity: dict[str, tuple[int, dict[AccKey, AccValue]]] = {}
+        self._household: dict[str, str] = {}  # of each person, as the register last said
+
+    def since(self, people: Sequence[str]) -> tuple[list[str], list[int]]:
+        """The entities of `people` (themselves and the households they were last seen in) this thread has
+        summed, and the last id summed of each."""
+        entities = set(people).union(h for p in people if (h := self._household.get(p)) is not None)
+        known = sorted(e for e in entities if e in self._by_entity)
+        return known, [self._by_entity[e][0] for e in known]
+
+    def read(self, rows: Sequence[Any], facts: Mapping[str, PersonFacts]) -> dict[str, dict[AccKey, AccValue]]:
+        """The year-to-date figures of every entity `rows` (of `_FIGURES`) name: what was summed before their
+        `since`, plus what they add. Kept for the next group."""
+        figures: dict[str, dict[AccKey, AccValue]] = {}
+        last: dict[str, int] = {}
+        for entity, since, key, year, base, paid, claims, last_id in rows:
+            if entity not in figures:
+                # `since` is what `since()` gave for it (one thread asks and reads), or 0: from the first entry.
+                figures[entity] = dict(self._by_entity[entity][1]) if since else {}
+                last[entity] = since
+            if key is not None:
+                acc = AccKey(key, entity, year)
+                was = figures[entity].get(acc, ZERO)
+                figures[entity][acc] = AccValue(
+                    was.base + fen_from_decimal(Decimal(base)),
+                    was.paid + fen_from_decimal(Decimal(paid)),
+                    was.claims + int(claims),
+                )
+                last[entity] = max(last[entity], last_id)
+        for entity, values in figures.items():
+            self._by_entity.pop(entity, None)  # put back last: the one summed longest ago goes first
+            self._by_entity[entity] = (last[entity], values)
+        for person, found in facts.items():
+            self._household.pop(person, None)
+            self._household[person] = found.household_id
+        for kept in (self._by_entity, self._household):
+            while len(kept) > self._limit:
+                del kept[next(iter(kept))]
+        return figures
+
+
 class _Figures:
     """The group's year-to-date figures: as read under the locks, plus what the group's claims added."""
 
-    def __init__(self, rows: Sequence[Any]):
+    def __init__(self, by_entity: Mapping[str, Mapping[AccKey, AccValue]]):
         self._by_entity: dict[str, dict[AccKey, AccValue]] = defaultdict(dict)
-        for key, entity, year, base, paid, claims in rows:
-            value = AccValue(fen_from_decimal(Decimal(base)), fen_from_decimal(Decimal(paid)), int(claims))
-            self._by_entity[entity][AccKey(key, entity, year)] = value
+        for entity, values in by_entity.items():
+            self._by_entity[entity] = dict(values)
 
     def of(self, person_id: str, household_id: str, year: int) -> dict[AccKey, AccValue]:
         """What `ledger.repository.snapshot` would read for this person and household in `year` now."""

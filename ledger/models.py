@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -159,9 +160,15 @@ class Reversal(Base):
 
 class LedgerEntry(Base):
     """One fund's part of a settlement (or its negative, for a reversal), with what it moved in its
-    accumulator. Appended, never changed."""
+    accumulator. Appended, never changed.
+
+    Every writer of an entity's entries holds that entity's lock (`doudi.desk.lock_keys`) from before it
+    takes the entries' ids to its commit, so one entity's entries are numbered in the order they commit: what
+    any snapshot holds of an entity is all of its entries up to some id. The group desk keeps what it has
+    summed of an entity and reads only the entries after it, by (entity, id)."""
 
     __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_entity_id", "entity", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     setl_id: Mapped[str] = mapped_column(ForeignKey("settlements.setl_id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # settlement | reversal
@@ -174,7 +181,7 @@ class LedgerEntry(Base):
     quota_used: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # paid this year so far, this included
     quota_left: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)  # of the annual cap, after; none: no cap
     accumulator: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    entity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    entity: Mapped[str | None] = mapped_column(String(64), nullable=True)
     policy_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
     base_delta: Mapped[Decimal] = mapped_column(Money())
     paid_delta: Mapped[Decimal] = mapped_column(Money())

@@ -324,9 +324,9 @@ def test_a_key_recorded_while_its_group_is_written_fails_a_later_chunk_and_the_g
     transaction = group._transaction
     failed: list[type[BaseException]] = []
 
-    def noting_failures(connection: psycopg.Connection[Any], group: Any) -> None:
+    def noting_failures(connection: psycopg.Connection[Any], group: Any, summed: Any) -> None:
         try:
-            transaction(connection, group)
+            transaction(connection, group, summed)
         except BaseException as err:
             failed.append(type(err))
             raise
@@ -457,6 +457,40 @@ def test_a_quote_beside_a_settlement_of_its_household_sees_the_ledger_before_or_
         after = quote_claim(engine, served.library, POLICY, quoted)
         assert before != after, "the settlement left the quoted stay's split as it was: nothing is shown"
         assert quote_answer.json() in (before, after)  # which of the two is up to the order they arrive in
+
+
+def test_a_group_desk_sums_what_was_recorded_elsewhere_since_its_last_group(served: Served) -> None:
+    """A group desk's thread keeps what it has summed of each person's and household's ledger and reads
+    only the entries recorded after it. Reversals by the other server and settlements by the single desk
+    between its groups are in its next figures: each of its quotes and settlements is priced as from the
+    whole ledger, including a person it has forgotten (a thread that keeps one entity)."""
+    claims = stays_of_one_person()[:16]
+    client, desk = served.clients[0], served.desk()
+    engine = served.contexts[0].engine
+    group = served.contexts[0].group
+    assert group is not None
+    for worker in group._workers:
+        worker.summed = group_desk._Summed(1)  # keeps the last entity it read and forgets the others
+    settled: list[Claim] = []
+    reversed_ids: list[str] = []
+    for i, claim in enumerate(claims):
+        if i % 4 == 3:  # the single desk records this one
+            assert settle_claim(engine, served.library, POLICY, claim, NOW).created
+        else:
+            answer = post(client, desk, claim)()
+            assert answer.status_code == 201, answer.text
+            if i % 4 == 1:  # and the other server reverses it
+                setl_id = answer.json()["setl_id"]
+                reversal = f"/v1/settlements/{setl_id}/reversal"
+                back = served.clients[1].post(reversal, json={"reason": "重结"}, headers=desk)
+                assert back.status_code == 201, back.text
+                reversed_ids.append(setl_id)
+        settled.append(claim)
+        if i + 1 < len(claims):
+            quoted = quote(client, desk, claims[i + 1])()
+            assert quoted.status_code == 200, quoted.text
+            assert quoted.json() == quote_claim(engine, served.library, POLICY, claims[i + 1]), f"after stay {i}"
+    assert len(reversed_ids) == 4
 
 
 def test_without_the_audit_chains_head_nothing_is_recorded(served: Served) -> None:

@@ -114,7 +114,7 @@ def _wave_of(n: int) -> list[_Priced]:
 
 def _figures_after_earlier_stays(items: list[_Priced]) -> _Figures:
     """The year so far of the wave's people: each has had an earlier stay, recorded."""
-    figures = _Figures([])
+    figures = _Figures({})
     for item in items:
         earlier = parse_claim(
             {
@@ -166,21 +166,21 @@ def test_a_wave_the_engine_cannot_price_together_is_priced_claim_by_claim(monkey
 
     monkeypatch.setattr(group_desk, "settled_together", refused)
     problems: dict[int, Exception] = {}
-    assert [r for c in _records(items, _Figures([]), problems, 2) for _, r in c] == expected
+    assert [r for c in _records(items, _Figures({}), problems, 2) for _, r in c] == expected
     assert problems == {}
     monkeypatch.undo()
 
     # A record that cannot be made from the joint result is made alone.
     explain = group_desk.explain
     monkeypatch.setattr(group_desk, "explain", lambda result, k: explain(result, k) if k != 2 else 1 / 0)
-    assert [r for c in _records(items, _Figures([]), problems, 2) for _, r in c] == expected
+    assert [r for c in _records(items, _Figures({}), problems, 2) for _, r in c] == expected
     assert problems == {}
     monkeypatch.undo()
 
     found = items[2].found
     items[2].found = cast(Any, SimpleNamespace(plan=found.plan, year=found.year, record=lambda _start: 1 / 0))
     monkeypatch.setattr(group_desk, "explain", lambda result, k: explain(result, k) if k != 2 else 1 / 0)
-    chunks = list(_records(items, _Figures([]), problems, 2))
+    chunks = list(_records(items, _Figures({}), problems, 2))
     assert [[item.index for item, _ in c] for c in chunks] == [[0, 1], [3], [4]]
     assert [r for c in chunks for _, r in c] == expected[:2] + expected[3:]
     assert list(problems) == [2]
