@@ -51,7 +51,8 @@ class Outcome:
     created: bool  # False: the same request was settled before and nothing new was recorded
     setl_id: str
     record: dict[str, Any]
-    record_json: str  # `record` as stored: an answer can send this text rather than encode `record` again
+    # `record` as stored (bytes: in UTF-8): an answer sends this rather than encode `record` again
+    record_json: str | bytes
 
 
 READ_ONLY = {"doudi_read_only": True}
@@ -236,10 +237,11 @@ def with_setl_id(record: dict[str, Any], setl_id: str, setlinfo: Mapping[str, st
     record["nhsa"]["setlinfo"] = {"setl_id": setl_id, **(setlinfo or {}), **record["nhsa"]["setlinfo"]}
 
 
-def answer_body(setl_id: str, record_json: str) -> bytes:
-    """POST /v1/settlements' answer: the record as stored, with the settlement id first (a repeat is
-    answered with the same bytes)."""
-    return f'{{"setl_id":{json.dumps(setl_id)},{record_json[1:]}'.encode()
+def answer_body(setl_id: str, record_json: str | bytes) -> bytes:
+    """POST /v1/settlements' answer: the record as stored (text, or its UTF-8), with the settlement id first
+    (a repeat is answered with the same bytes)."""
+    stored = record_json.encode("utf-8") if isinstance(record_json, str) else record_json
+    return b"".join((b'{"setl_id":', json.dumps(setl_id).encode("ascii"), b",", memoryview(stored)[1:]))
 
 
 def quote_claim(engine: Engine, library: Library, policy_ref: str, claim: Claim) -> dict[str, Any]:
@@ -296,7 +298,9 @@ def _repeat(known: Settlement, digest: str) -> Outcome:
     return repeat_of(known.medins_setl_id, known.setl_id, known.request_sha256, known.record_json, digest)
 
 
-def repeat_of(medins_setl_id: str, setl_id: str, recorded_sha256: str, record_json: str, digest: str) -> Outcome:
+def repeat_of(
+    medins_setl_id: str, setl_id: str, recorded_sha256: str, record_json: str | bytes, digest: str
+) -> Outcome:
     """The answer to a request whose key is recorded: the recorded settlement if the content is the same
     (`digest`), else Conflict."""
     if recorded_sha256 != digest:

@@ -57,11 +57,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
 from psycopg.errors import DeadlockDetected, TransactionRollback, UniqueViolation
+from psycopg.pq import Format
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import Table
@@ -85,6 +88,7 @@ from ledger.repository import (
     ENTRIES,
     SETTLEMENTS,
     SettlementRows,
+    Utf8Text,
     add_entries,
     canonical_claim,
     request_digest,
@@ -187,7 +191,7 @@ class _Priced:
     setl_id: str = ""
     digest: str = ""
     canonical: str = ""
-    record_json: str = ""  # once priced
+    record_json: bytes = b""  # once priced, in UTF-8
 
     @property
     def entities(self) -> tuple[str, str]:
@@ -317,8 +321,8 @@ def _insert_document(
     texts = {n: [row[n] for row in rows] for n in apart}
     for name, sent in texts.items():
         # Text or nothing: bytes would go as bytea and be stored as its hex form, without an error.
-        if not all(value is None or type(value) is str for value in sent):
-            raise TypeError(f"{table.name}.{name} is sent apart as text: every value must be a str or None")
+        if not all(value is None or type(value) in (str, Utf8Text) for value in sent):
+            raise TypeError(f"{table.name}.{name} is sent apart as text: every value must be a str, Utf8Text or None")
     return sql, document, texts
 
 
@@ -343,6 +347,16 @@ def _send_rows(connection: psycopg.Connection[Any], written: Sequence[tuple[_Pri
 
 _LONG_TEXTS = ("claim_json", "record_json")
 """A settlement's columns sent apart from its document (see `_insert_document`)."""
+
+
+class _Utf8TextDumper(Dumper):
+    """`Utf8Text` sent as PostgreSQL text, its bytes as they are: the connection's encoding is UTF-8."""
+
+    format = Format.BINARY
+    oid = postgres.types["text"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return cast(Utf8Text, obj)  # as it is: no copy
 
 
 def _as_sent(document: bytes) -> bytes:
@@ -598,6 +612,7 @@ class GroupDesk:
                 worker.connection = psycopg.Connection.connect(
                     self._conninfo, autocommit=True, row_factory=namedtuple_row, client_encoding="utf8"
                 )
+                worker.connection.adapters.register_dumper(Utf8Text, _Utf8TextDumper)
             self._transaction(worker.connection, group, worker.summed)
             with self._counting:
                 self.groups += 1
