@@ -152,8 +152,8 @@ def serialise_sqlite_writes(engine: Engine) -> None:
 
 
 def lock_key(name: str) -> int:
-    """The advisory-lock number of `name` ("person:<id>" or "household:<id>"): the first eight bytes of the
-    MD5 of its UTF-8, as a signed 64-bit integer. The same number as `lock_key_sql` computes in PostgreSQL,
+    """The advisory-lock number of `name` (`lock_name`): the first eight bytes of the MD5 of its UTF-8, as a
+    signed 64-bit integer. The same number as `lock_key_sql` computes in PostgreSQL,
     so that the group desk can lock a household it has not yet read from the register (doudi.group_desk)."""
     return int.from_bytes(hashlib.md5(name.encode("utf-8"), usedforsecurity=False).digest()[:8], "big", signed=True)
 
@@ -163,10 +163,20 @@ def lock_key_sql(name: str) -> str:
     return f"('x' || left(md5(convert_to({name}, 'UTF8')), 16))::bit(64)::bigint"
 
 
+LOCK_PREFIX = "entity:"
+
+
+def lock_name(entity: str) -> str:
+    """The lock of a person or a household: named by its id as the ledger's `entity` column holds it, which
+    does not say which of the two an id is. A person and a household that share an id therefore share one
+    lock, and every writer of an entity's entries holds that entity's lock (`ledger.models.LedgerEntry`)."""
+    return LOCK_PREFIX + entity
+
+
 def lock_keys(person_id: str, household_id: str) -> list[int]:
     """The advisory-lock numbers of a person and a household, in the order every writer takes them (so that
     two transactions can never wait for each other)."""
-    return sorted({lock_key(f"person:{person_id}"), lock_key(f"household:{household_id}")})
+    return sorted({lock_key(lock_name(person_id)), lock_key(lock_name(household_id))})
 
 
 def _lock(session: Session, person_id: str, household_id: str) -> None:

@@ -7,8 +7,8 @@ all that are waiting and settles them in one transaction of three exchanges, wha
 1. BEGIN; the tokens, the register's facts on each person and hospital, and what is published; the advisory
    locks of every person to be settled and of the household the register gives them (in one ascending
    order, as every other writer takes them, so no two transactions wait for each other); then the
-   year-to-date figures of everyone priced, and any settlement already recorded under one of the group's
-   keys;
+   year-to-date figures of everyone priced (the entries recorded since this thread last summed them, added
+   to what it summed: `_Summed`), and any settlement already recorded under one of the group's keys;
 2. the settlements and their ledger entries, sent as they are priced, a few at a time (one INSERT per table
    and chunk, in pipeline mode: the statements go without waiting for their outcome, so PostgreSQL writes
    one chunk while the next is priced); then the audit chain's head (locked), whose answer comes after
@@ -82,7 +82,16 @@ from doudi.accounts import (
     token_shape_ok,
 )
 from doudi.catalogue import Catalogue
-from doudi.desk import Pricing, answer_body, lock_key_sql, pricing, repeat_of, settled_together, with_setl_id
+from doudi.desk import (
+    LOCK_PREFIX,
+    Pricing,
+    answer_body,
+    lock_key_sql,
+    pricing,
+    repeat_of,
+    settled_together,
+    with_setl_id,
+)
 from doudi.registry import PersonFacts, fill_claim
 from ledger.repository import (
     ENTRIES,
@@ -133,14 +142,23 @@ once, whatever the last group held."""
 IDLE_SECONDS = 60.0
 """The connection is given back after this long without a settlement (and taken again with the next)."""
 
-SUMMED_ENTITIES = 100_000
+SUMMED_ENTITIES = 20_000
 """The most people and households whose ledger entries a thread keeps the sums of (see `_Summed`); the one
-summed longest ago goes first. A few hundred bytes each."""
+summed longest ago goes first. About 2.5 kB each with five accumulators over two years: some 50 MB at most."""
 
 
 class DatabaseUnavailable(Exception):
     """The database did not answer (or the connection broke) while a group was settled: nothing of it was
     recorded, and a retry with the same keys is safe (HTTP 503)."""
+
+
+class _RegisterMoved(DatabaseUnavailable):
+    """The register moved a person of the group to another household between the group's read of the people
+    and its locks: its household's lock is not held, so nothing of the group is recorded and it is settled
+    again (a 503 if it moves again meanwhile)."""
+
+    def __init__(self, person_id: str):
+        super().__init__(f"the register changed person {person_id!r}'s household meanwhile: send it again")
 
 
 @dataclass(frozen=True)
@@ -320,9 +338,11 @@ def _insert_document(
     sql = f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {source} ORDER BY r.ordinality"
     texts = {n: [row[n] for row in rows] for n in apart}
     for name, sent in texts.items():
-        # Text or nothing: bytes would go as bytea and be stored as its hex form, without an error.
-        if not all(value is None or type(value) in (str, Utf8Text) for value in sent):
-            raise TypeError(f"{table.name}.{name} is sent apart as text: every value must be a str, Utf8Text or None")
+        # Text or nothing, all of one kind (an array has one dumper): bytes would go as bytea and be stored as
+        # its hex form, without an error.
+        kinds = {type(value) for value in sent if value is not None}
+        if len(kinds) > 1 or not kinds <= {str, Utf8Text}:
+            raise TypeError(f"{table.name}.{name} is sent apart as text: all str, or all Utf8Text (or None)")
     return sql, document, texts
 
 
@@ -350,13 +370,18 @@ _LONG_TEXTS = ("claim_json", "record_json")
 
 
 class _Utf8TextDumper(Dumper):
-    """`Utf8Text` sent as PostgreSQL text, its bytes as they are: the connection's encoding is UTF-8."""
+    """`Utf8Text` sent as PostgreSQL text, its bytes as they are (every connection of the group desk is in
+    UTF-8). Registered for every psycopg connection of the process, so that a `Utf8Text` can never go as
+    bytea (stored as its hex form) on a connection that did not register it."""
 
     format = Format.BINARY
     oid = postgres.types["text"].oid
 
     def dump(self, obj: Any) -> bytes:
         return cast(Utf8Text, obj)  # as it is: no copy
+
+
+psycopg.adapters.register_dumper(Utf8Text, _Utf8TextDumper)
 
 
 def _as_sent(document: bytes) -> bytes:
@@ -414,15 +439,17 @@ WHERE hospital_id = ANY(%(hospitals)s::text[]) OR hospital_id IN (
     SELECT u.hospital_id FROM users u JOIN api_tokens t ON t.user_name = u.name
     WHERE t.token_sha256 = ANY(%(digests)s::text[]))"""
 _PUBLISHED = "SELECT policy_key, document_sha256 FROM published_policies"
-# The people to be settled and their households, by lock number, as `desk.lock_keys` numbers them. Each lock
-# is taken as its row is produced, so in ascending order of the numbers, as `desk._lock` takes its two. The
-# household is the register's: a claim naming another is refused (`registry.fill_claim`).
+# The people to be settled and their households, each locked by its entity's lock (`desk.lock_name`), by lock
+# number as `desk.lock_keys` numbers them. Each lock is taken as its row is produced, so in ascending order of
+# the numbers, as `desk._lock` takes its two. The household is the register's as this statement reads it: a
+# claim naming another is refused (`registry.fill_claim`), and one whose household the register changed
+# between this read and the read of the people above is settled again (`_RegisterMoved`). The entities locked
+# are the rows.
 _LOCKS = f"""
-SELECT pg_advisory_xact_lock(k) FROM (
-    SELECT DISTINCT {lock_key_sql("n.name")} AS k
-    FROM (SELECT 'person:' || p FROM unnest(%(settling)s::text[]) AS p
-          UNION ALL
-          SELECT 'household:' || household_id FROM people WHERE person_id = ANY(%(settling)s::text[])) AS n(name)
+SELECT ordered.entity, pg_advisory_xact_lock(ordered.k) FROM (
+    SELECT DISTINCT n.entity, {lock_key_sql(f"'{LOCK_PREFIX}' || n.entity")} AS k
+    FROM (SELECT unnest(%(settling)s::text[])
+          UNION SELECT household_id FROM people WHERE person_id = ANY(%(settling)s::text[])) AS n(entity)
     ORDER BY k) AS ordered"""
 # Every policy year: which years the claims fall in is known only once their policies are found. For each
 # person and household (the register's), the entries after the last id this thread has summed of it (none:
@@ -612,18 +639,18 @@ class GroupDesk:
                 worker.connection = psycopg.Connection.connect(
                     self._conninfo, autocommit=True, row_factory=namedtuple_row, client_encoding="utf8"
                 )
-                worker.connection.adapters.register_dumper(Utf8Text, _Utf8TextDumper)
             self._transaction(worker.connection, group, worker.summed)
             with self._counting:
                 self.groups += 1
                 self.largest = max(self.largest, len(group))
         # (psycopg files a deadlock apart from the other rolled-back transactions: both are named.)
-        except (UniqueViolation, TransactionRollback, DeadlockDetected) as err:
+        except (UniqueViolation, TransactionRollback, DeadlockDetected, _RegisterMoved) as err:
             # A key of the group was recorded by another group after step 2 read the keys (that transaction
             # has committed: the insert waited for it), or PostgreSQL broke a deadlock between groups
-            # waiting on each other's keys (one key sent for two people at once, in two groups). Settled
-            # again, alone, the claim whose key it was is answered from the record, as a repeat or a
-            # conflict; the others are settled.
+            # waiting on each other's keys (one key sent for two people at once, in two groups), or the
+            # register moved a person to another household between the group's reads. Settled again, alone,
+            # the claim whose key it was is answered from the record, as a repeat or a conflict; the others
+            # are settled.
             if len(group) > 1:
                 for request in group:
                     self._settle_group(worker, [request])
@@ -689,7 +716,7 @@ class GroupDesk:
         named = {name: _text_array(items) for name, items in lists.items()}
         named["summed"] = _text_array(entities)
         named["since"] = "{" + ",".join(map(str, since)) + "}"
-        _, tokens_q, people_q, hospitals_q, published_q, _, figures_q, recorded_q = _exchange(
+        _, tokens_q, people_q, hospitals_q, published_q, locks_q, figures_q, recorded_q = _exchange(
             connection,
             [
                 ("BEGIN ISOLATION LEVEL READ COMMITTED", None),  # stated: the reads after the locks rely on it
@@ -711,6 +738,7 @@ class GroupDesk:
             library = self._catalogue.library()
         figures = _Figures(summed.read(figures_q, facts))
         recorded = {(row.hospital_id, row.medins_setl_id): row for row in recorded_q}
+        locked = {row.entity for row in locks_q}
 
         claims, quotes = [], []
         for i, request in enumerate(group):
@@ -723,6 +751,11 @@ class GroupDesk:
                     claims.append((i, who, claim, found))
             except Exception as err:
                 problems[i] = err
+        # Every settlement's person and household locked: what is written to an entity's entries is written
+        # under its lock (what `_Summed` relies on, and what keeps a household's caps).
+        for _, _, claim, _ in claims:
+            if not {claim.person_id, claim.household_id} <= locked:
+                raise _RegisterMoved(claim.person_id)
 
         # Quotes first, from the figures as read: each as it would be settled alone at this moment.
         for wave in _waves(quotes):
@@ -917,8 +950,9 @@ class _Summed:
                 last[entity] = max(last[entity], last_id)
         for entity, values in figures.items():
             self._by_entity.pop(entity, None)  # put back last: the one summed longest ago goes first
-            self._by_entity[entity] = (last[entity], values)
-        for person, found in facts.items():
+            if last[entity]:  # nothing summed (no entries yet, or no such person): nothing to keep
+                self._by_entity[entity] = (last[entity], values)
+        for person, found in facts.items():  # registered people only
             self._household.pop(person, None)
             self._household[person] = found.household_id
         for kept in (self._by_entity, self._household):

@@ -162,7 +162,7 @@ class LedgerEntry(Base):
     """One fund's part of a settlement (or its negative, for a reversal), with what it moved in its
     accumulator. Appended, never changed.
 
-    Every writer of an entity's entries holds that entity's lock (`doudi.desk.lock_keys`) from before it
+    Every writer of an entity's entries holds that entity's lock (`doudi.desk.lock_name`) from before it
     takes the entries' ids to its commit, so one entity's entries are numbered in the order they commit: what
     any snapshot holds of an entity is all of its entries up to some id. The group desk keeps what it has
     summed of an entity and reads only the entries after it, by (entity, id)."""

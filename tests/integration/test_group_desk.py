@@ -493,6 +493,25 @@ def test_a_group_desk_sums_what_was_recorded_elsewhere_since_its_last_group(serv
     assert len(reversed_ids) == 4
 
 
+def test_a_settlement_whose_household_was_not_locked_is_not_recorded(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the register moves a person to another household between the group's read of the people and its
+    locks, the household the claim is written to is not the one locked: nothing is recorded, the group is
+    tried again, and a claim that still finds it so is a 503 (here the locks never take the household)."""
+    people_only = group_desk._LOCKS.replace(
+        "UNION SELECT household_id FROM people WHERE person_id = ANY(%(settling)s::text[])", ""
+    )
+    assert people_only != group_desk._LOCKS
+    monkeypatch.setattr(group_desk, "_LOCKS", people_only)
+    claims = stays_of_one_household()[:2]
+    served.register_household(claims)
+    answers = together([post(served.clients[0], served.desk("demo-desk-mhk"), claim) for claim in claims])
+    assert [a.status_code for a in answers] == [503, 503]
+    assert all(a.headers["retry-after"] == "1" for a in answers)
+    assert recorded(served.contexts[0].engine, [c.claim_id for c in claims]) == []
+
+
 def test_without_the_audit_chains_head_nothing_is_recorded(served: Served) -> None:
     claim = stays_of_one_household()[0]
     served.register_household([claim])

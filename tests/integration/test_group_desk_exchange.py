@@ -22,7 +22,7 @@ from psycopg.types.json import Json
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, Numeric, String, Table, Text
 from sqlalchemy.engine import make_url
 
-from doudi.desk import lock_key, lock_key_sql, lock_keys
+from doudi.desk import lock_key, lock_key_sql, lock_keys, lock_name
 from doudi.group_desk import _LOCKS, _as_sent, _dollar_quoted, _exchange, _insert, _insert_document, _text_array
 
 pytestmark = pytest.mark.postgres
@@ -172,14 +172,19 @@ def test_postgresql_numbers_a_lock_as_the_desk_does(connection: psycopg.Connecti
 def test_the_group_locks_each_person_to_be_settled_and_the_household_the_register_gives(
     connection: psycopg.Connection[Any],
 ) -> None:
+    """One lock per ledger entity: Z's household has person P3's id, and the two are one lock, so that every
+    writer of the entity "P3" holds it. The rows name the entities locked."""
     connection.execute("CREATE TEMP TABLE people (person_id text, household_id text)")  # shadows any real one
-    connection.execute("INSERT INTO people VALUES ('P1', 'H1'), ('P2', 'H1'), ('P3', 'H3'), ('Q', 'HQ')")
+    connection.execute("INSERT INTO people VALUES ('P1', 'H1'), ('P2', 'H1'), ('P3', 'H3'), ('Q', 'HQ'), ('Z', 'P3')")
     connection.execute("BEGIN")
-    _exchange(connection, [(_LOCKS, {"settling": ["P1", "P2", "P3", "unregistered"]})])
+    [rows] = _exchange(connection, [(_LOCKS, {"settling": ["P1", "P2", "P3", "Z", "unregistered"]})])
     held = connection.execute(
         "SELECT (classid::bigint << 32 | objid::bigint) AS k FROM pg_locks "
         "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
     ).fetchall()
     connection.execute("ROLLBACK")
-    expected = {*lock_keys("P1", "H1"), *lock_keys("P2", "H1"), *lock_keys("P3", "H3"), lock_key("person:unregistered")}
-    assert sorted((k.k + 2**63) % 2**64 - 2**63 for k in held) == sorted(expected)
+    entities = {"P1", "P2", "P3", "Z", "H1", "H3", "unregistered"}
+    assert sorted(row.entity for row in rows) == sorted(entities)
+    expected = {*lock_keys("P1", "H1"), *lock_keys("P2", "H1"), *lock_keys("P3", "H3"), *lock_keys("Z", "P3")}
+    assert expected | {lock_key(lock_name("unregistered"))} == {lock_key(lock_name(e)) for e in entities}
+    assert sorted((k.k + 2**63) % 2**64 - 2**63 for k in held) == sorted({lock_key(lock_name(e)) for e in entities})

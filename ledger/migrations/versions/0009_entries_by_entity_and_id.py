@@ -6,7 +6,8 @@ Revises: 0008
 The group desk keeps, for each person and household it has settled, what it summed of their entries and the
 last id it summed, and reads only the entries after that id (`doudi.group_desk`). An index on the entity
 alone leads to every entry of the entity, each on its own page of the table; one on (entity, id) leads
-straight to the new ones. It serves a look-up by entity alone as well, so it replaces that index.
+straight to the new ones. It serves a look-up by entity alone as well, so it replaces that index. Building
+it holds back new settlements until it is built (seconds for a county's ledger): upgrade at a quiet hour.
 """
 
 from __future__ import annotations
