@@ -128,8 +128,13 @@ def _references(refs: tuple[ClauseRef, ...]) -> tuple[dict[str, Any], ...]:
 
 
 def _reference_fields(ref: ClauseRef) -> dict[str, Any]:
+    """A reference as a record cites it: the parameter, the document and article, and whether the number is
+    illustrative. Not its `note`: that prose (why an illustrative number was chosen, what an article says)
+    stays with the policy version named by the tier's `policy`, which cannot change once it has settled a
+    claim. Several parameters share one source and its note, so every record repeated it: a third of a
+    Meihekou settlement's 19 kB, stored with every settlement and sent in every answer (BENCHMARKS.md)."""
     out: dict[str, Any] = {"parameter": ref.parameter, "document": ref.document}
-    for name in ("article", "url", "note"):
+    for name in ("article", "url"):
         value = getattr(ref, name)
         if value:
             out[name] = value

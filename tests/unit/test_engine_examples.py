@@ -567,3 +567,19 @@ def test_recomputing_gives_the_same_record(plan: Plan) -> None:
     first = [explain(run(plan, claims), i) for i in range(3)]
     again = [explain(run(plan, claims), i) for i in range(3)]
     assert first == again
+
+
+def test_a_record_cites_each_clause_and_leaves_its_note_to_the_policy(plan: Plan) -> None:
+    # Pneumonia falls in the general bucket, whose numbers are illustrative (tests/unit/data/unit-engine-policy.yaml).
+    claims = [claim("G1", insurance_scheme="none", category="dibao", total="3000.00")]
+    assistance = tier_record(explain(run(plan, claims), 0), "medical_assistance")
+    assert assistance["bucket"] == "general"
+    cited = assistance["references"]
+    assert {"document": "Unit rules, medical assistance", "illustrative": True} in [
+        {k: v for k, v in r.items() if k != "parameter"} for r in cited
+    ]
+    assert all("note" not in r for r in cited)
+    # The note is the policy's, which the record names.
+    bucket = next(b for t in plan.tiers if t.id == "medical_assistance" for b in t.buckets if b.id == "general")
+    notes = {r.note for r in bucket.references if r.illustrative}
+    assert notes == {"general bucket numbers invented for the unit tests"}
