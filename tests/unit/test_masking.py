@@ -14,7 +14,7 @@ import zipfile
 from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
 
@@ -146,6 +146,8 @@ safe_tokens = st.one_of(
 @given(st.lists(safe_tokens, max_size=12), st.lists(separators, min_size=12, max_size=12))
 def test_text_without_identifiers_is_left_exactly_as_it_was(tokens: list[str], between: list[str]) -> None:
     text = "".join(token + sep for token, sep in zip(tokens, between, strict=False))
+    # "/people" then the separator "/" then a token is a person's path, which is an identifier.
+    assume("/people/" not in text.lower())
     assert masking.scrub(text) == text
 
 
